@@ -1,0 +1,216 @@
+/*
+ * libnakkucache: an embeddable multi-level cache.
+ *
+ *   L1  in-process, lock-striped map with TTLs and a scan-resistant eviction policy
+ *   L2  Redis (through hiredis), shared by every process        [when l2.url is set]
+ *   L3  the application's loader callback (its database query)
+ *
+ * cache_get is read-through (L1, then L2, then the loader, filling the levels above);
+ * cache_set and cache_del are write-invalidate. This header is the API documentation:
+ * each declaration says what it returns, who owns what, and its thread-safety.
+ *
+ * Ownership words: a "new" pointer belongs to the caller, who releases it with the
+ * function named; a "borrowed" pointer stays owned by its parent object.
+ */
+#ifndef NAKKUCACHE_H
+#define NAKKUCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(NAKKUCACHE_STATIC)
+#define CACHE_EXTERN
+#elif defined(_WIN32)
+#if defined(NAKKUCACHE_BUILDING)
+#define CACHE_EXTERN __declspec(dllexport)
+#else
+#define CACHE_EXTERN __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define CACHE_EXTERN __attribute__((visibility("default")))
+#else
+#define CACHE_EXTERN
+#endif
+
+#define CACHE_VERSION_MAJOR 0
+#define CACHE_VERSION_MINOR 1
+#define CACHE_VERSION_PATCH 0
+
+/* --------------------------------------------------------------------------------
+ * Types
+ * ------------------------------------------------------------------------------*/
+
+/* The cache. Opaque; every function taking one is safe to call from any thread,
+ * except cache_close, which must be the last call on it. */
+typedef struct cache cache_t;
+/* A configuration builder. Opaque; not thread-safe (build it in one thread). */
+typedef struct cache_config cache_config_t;
+/* An immutable, reference-counted value. Stays valid after its entry is evicted,
+ * expired, overwritten or deleted, until the holder calls cache_value_release. */
+typedef struct cache_value cache_value_t;
+/* Where a loader puts its result; valid only during the loader call. */
+typedef struct cache_sink cache_sink_t;
+
+/* Error codes: append only, never renumber. cache_strerror names each. */
+#define CACHE_ERRNO_MAP(X)                                                         \
+    X(OK, "success")                                                               \
+    X(ENOTFOUND, "no value at any level")                                          \
+    X(EINVAL, "invalid argument or configuration")                                 \
+    X(ETOOBIG, "key or value over the configured limits")                          \
+    X(ENOMEM, "out of memory")                                                     \
+    X(EL2, "Redis failed and nothing below it could serve the request")            \
+    X(ETIMEOUT, "a deadline passed")                                               \
+    X(ELOADER, "the loader failed and no stale copy could be served")              \
+    X(ECLOSED, "the cache is closing")                                             \
+    X(EBUSY, "a configured concurrency limit refused the call")
+
+typedef enum cache_err {
+#define CACHE_ERRNO_ENUM(name, msg) CACHE_##name,
+    CACHE_ERRNO_MAP(CACHE_ERRNO_ENUM)
+#undef CACHE_ERRNO_ENUM
+    CACHE_ERR_COUNT_ /* not an error: the number of codes in this version */
+} cache_err_t;
+
+/* A static, human-readable string for err; never NULL (unknown codes included). */
+CACHE_EXTERN const char *cache_strerror(cache_err_t err);
+
+/* --------------------------------------------------------------------------------
+ * Configuration: named properties (see docs/CONFIGURATION.md for every name,
+ * its default and its range).
+ * ------------------------------------------------------------------------------*/
+
+/* Returns a new configuration holding every default, or NULL when out of memory.
+ * Free it with cache_config_free (cache_open copies what it needs). */
+CACHE_EXTERN cache_config_t *cache_config_new(void);
+/* Frees cfg. NULL is a no-op. */
+CACHE_EXTERN void cache_config_free(cache_config_t *cfg);
+/* Sets property `name` to the text `value` ("64MiB", "250", "on", "0.1").
+ * Returns CACHE_OK, or CACHE_EINVAL for an unknown name, a malformed or
+ * out-of-range value, or a NULL argument; then, when errbuf is not NULL, a
+ * NUL-terminated message naming the property is written to errbuf (at most
+ * errlen bytes). Passwords in l2.url never appear in messages. On error the
+ * configuration is unchanged. */
+CACHE_EXTERN cache_err_t cache_config_set(cache_config_t *cfg, const char *name, const char *value,
+                                          char *errbuf, size_t errlen);
+/* Reads a JSON object of properties from the file at path, e.g.
+ * {"l1.max_bytes": "64MiB", "l1.ttl_ms": 30000, "l2.tracking": true}; values may be
+ * strings, integers, reals or booleans. Either every property is applied or, on
+ * error (CACHE_EINVAL with a message naming the file and property), none is. */
+CACHE_EXTERN cache_err_t cache_config_load_json(cache_config_t *cfg, const char *path, char *errbuf,
+                                                size_t errlen);
+
+/* The loader: called on a miss at every level, with no library lock held, from the
+ * thread that missed (one call per key at a time per process: single-flight). It
+ * returns CACHE_OK after cache_sink_put, CACHE_ENOTFOUND when the record does not
+ * exist (cached as absent for negative_ttl_ms), or any other code on failure (not
+ * cached; returned to every caller waiting on the key as CACHE_ELOADER). It may call
+ * the cache for other keys; for the same key it would wait on itself. */
+typedef cache_err_t (*cache_loader_fn)(void *udata, const void *key, size_t klen,
+                                       cache_sink_t *sink);
+/* Sets the loader and the pointer passed to it. fn == NULL means no loader: a miss
+ * at every level is CACHE_ENOTFOUND. */
+CACHE_EXTERN void cache_config_set_loader(cache_config_t *cfg, cache_loader_fn fn, void *udata);
+
+/* A batch loader fills sinks[i] for keys[i] and sets status[i] per key (values as
+ * for cache_loader_fn); its own return value is CACHE_OK or a failure for all. */
+typedef cache_err_t (*cache_batch_loader_fn)(void *udata, size_t n, const void *const *keys,
+                                             const size_t *klens, cache_sink_t *const *sinks,
+                                             cache_err_t *status);
+CACHE_EXTERN void cache_config_set_batch_loader(cache_config_t *cfg, cache_batch_loader_fn fn,
+                                                void *udata);
+
+/* --------------------------------------------------------------------------------
+ * Lifecycle
+ * ------------------------------------------------------------------------------*/
+
+/* Opens a cache described by cfg (copied: free cfg afterwards). On success *out is
+ * a new cache and CACHE_OK is returned; on failure *out is NULL and a message goes
+ * to errbuf (when not NULL). Starts one maintenance thread (expiry sweep and memory
+ * reclamation) and, with an l2.url, connects before returning. */
+CACHE_EXTERN cache_err_t cache_open(cache_t **out, const cache_config_t *cfg, char *errbuf,
+                                    size_t errlen);
+/* Closes c: stops and joins every thread it started, closes every connection and
+ * frees every entry. Values still held by the caller stay valid until released.
+ * Calls that are in flight in other threads when cache_close starts finish first;
+ * calls that start after it return CACHE_ECLOSED until it returns, and calling
+ * anything on c after cache_close has returned is undefined. NULL is a no-op. */
+CACHE_EXTERN void cache_close(cache_t *c);
+
+/* --------------------------------------------------------------------------------
+ * Data path. Keys and values are arbitrary bytes (NUL included); an empty value is
+ * allowed, an empty key is not. Inputs are copied. A NULL handle, key or out
+ * pointer, a NULL value with non-zero length or an empty key is CACHE_EINVAL.
+ * ------------------------------------------------------------------------------*/
+
+/* Reads key through every level. On CACHE_OK *out is a new reference (release it
+ * with cache_value_release); on any other result *out is NULL. CACHE_ENOTFOUND is a
+ * normal result: no level has the key (or it is negatively cached). */
+CACHE_EXTERN cache_err_t cache_get(cache_t *c, const void *key, size_t klen, cache_value_t **out);
+/* The value's bytes (borrowed while v is held; not NUL-terminated) and length. */
+CACHE_EXTERN const void *cache_value_data(const cache_value_t *v);
+CACHE_EXTERN size_t cache_value_len(const cache_value_t *v);
+/* Drops one reference. NULL is a no-op. */
+CACHE_EXTERN void cache_value_release(cache_value_t *v);
+
+/* Like cache_get, but copies the value into buf (cap bytes) and sets *len to its
+ * length. When cap is too small: CACHE_ETOOBIG, nothing copied, *len = size needed.
+ * buf may be NULL when cap is 0. */
+CACHE_EXTERN cache_err_t cache_get_copy(cache_t *c, const void *key, size_t klen, void *buf,
+                                        size_t cap, size_t *len);
+
+/* Writes key = val (vlen bytes) with a TTL of ttl_ms (0 = the default l1/l2 TTL).
+ * Any load of key in flight is overtaken: its result is returned to its callers but
+ * never inserted. CACHE_ETOOBIG when the key or value is over the limits. */
+CACHE_EXTERN cache_err_t cache_set(cache_t *c, const void *key, size_t klen, const void *val,
+                                   size_t vlen, uint64_t ttl_ms);
+/* Removes key from every level; overtakes loads in flight as cache_set does.
+ * Returns CACHE_OK also when the key was absent. */
+CACHE_EXTERN cache_err_t cache_del(cache_t *c, const void *key, size_t klen);
+
+/* Called by a loader to hand over its value (copied) with a TTL (0 = default).
+ * Calling it again replaces the earlier value. */
+CACHE_EXTERN cache_err_t cache_sink_put(cache_sink_t *sink, const void *val, size_t vlen,
+                                        uint64_t ttl_ms);
+
+/* --------------------------------------------------------------------------------
+ * Bulk and details
+ * ------------------------------------------------------------------------------*/
+
+/* n keys in, n results out: out[i] is a new reference or NULL, status[i] its
+ * result. Returns CACHE_OK when every key was looked up (whatever its status), or
+ * CACHE_EINVAL for bad arguments (then nothing is written). */
+CACHE_EXTERN cache_err_t cache_mget(cache_t *c, size_t n, const void *const *keys,
+                                    const size_t *klens, cache_value_t **out,
+                                    cache_err_t *status);
+
+typedef enum cache_tier { CACHE_TIER_L1 = 1, CACHE_TIER_L2, CACHE_TIER_LOADER } cache_tier_t;
+typedef struct cache_get_info {
+    size_t struct_size;  /* set by the caller: sizeof(cache_get_info_t) */
+    cache_tier_t tier;   /* which tier served the value */
+    uint64_t age_ms;     /* since the value was loaded */
+    int stale;           /* non-zero when served past its TTL */
+    /* appended only */
+} cache_get_info_t;
+/* cache_get, and when info is not NULL (and info->struct_size is set), fills the
+ * details of where the answer came from. */
+CACHE_EXTERN cache_err_t cache_get_ex(cache_t *c, const void *key, size_t klen,
+                                      cache_value_t **out, cache_get_info_t *info);
+
+/* --------------------------------------------------------------------------------
+ * Observability
+ * ------------------------------------------------------------------------------*/
+
+/* A new, NUL-terminated JSON text of every counter (free with cache_free), or NULL
+ * when c is NULL or memory ran out. */
+CACHE_EXTERN char *cache_stats_json(cache_t *c);
+/* Frees memory this library returned (stats text). NULL is a no-op. */
+CACHE_EXTERN void cache_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NAKKUCACHE_H */
