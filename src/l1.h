@@ -1,0 +1,114 @@
+/*
+ * L1: the in-process tier. A power-of-two array of stripes; each stripe is an
+ * open-addressing table of tagged entry pointers, its eviction policy, its
+ * in-flight loads and its retired memory, all behind one mutex. Hits take no lock
+ * and write no shared line except the entry's reference count (cache_get) or
+ * nothing at all (cache_get_copy): readers run inside an EBR critical section and
+ * writers free unlinked entries and tables only after a grace period.
+ */
+#ifndef NKC_L1_H
+#define NKC_L1_H
+
+#include "nakkucache.h"
+#include "policy.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Entry flags (kept in node.spare, set before publication, immutable after). */
+#define NKC_ENTRY_NEGATIVE 0x1u /* a cached "not found": no value */
+
+/* One immutable, reference-counted allocation: header, key, value. It is also the
+ * public cache_value_t. The table holds one reference; each handle another. */
+struct cache_value {
+    struct nkc_pnode node; /* policy links; after removal, limbo link + epoch */
+    _Atomic uint32_t refs;
+    uint32_t klen;
+    uint32_t vlen;
+    uint32_t ttl_ms;       /* the TTL it was given: born = expire_ms - ttl_ms */
+    int64_t expire_ms;     /* on the cache's clock */
+    unsigned char data[];  /* key bytes, then value bytes */
+};
+typedef struct cache_value nkc_entry_t;
+
+/* A new entry with refs = 1 (the caller's), key copied, value space uninitialised
+ * (fill it through nkc_entry_value before publishing). NULL when out of memory. */
+nkc_entry_t *nkc_entry_new(const void *key, size_t klen, size_t vlen);
+static inline unsigned char *nkc_entry_value(nkc_entry_t *e) { return e->data + e->klen; }
+static inline int nkc_entry_negative(const nkc_entry_t *e)
+{
+    return (e->node.spare & NKC_ENTRY_NEGATIVE) != 0;
+}
+static inline void nkc_entry_ref(nkc_entry_t *e)
+{
+    /* relaxed: the caller already holds a reference (or is inside an EBR section
+     * while the table's reference is alive), so the count cannot reach zero here */
+    atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+}
+void nkc_entry_unref(nkc_entry_t *e);
+
+struct nkc_l1;
+struct nkc_flight;
+
+struct nkc_l1_params {
+    uint64_t max_bytes, max_entries, n_stripes; /* n_stripes: 0 = auto */
+    uint64_t seed;                              /* hash seed */
+};
+
+cache_err_t nkc_l1_create(struct nkc_l1 **out, const struct nkc_l1_params *p);
+/* Frees every entry the table holds. No call may be in flight. */
+void nkc_l1_destroy(struct nkc_l1 *l1);
+
+uint64_t nkc_l1_hash(const struct nkc_l1 *l1, const void *key, size_t klen);
+/* The largest charge (bytes) one entry may have to be kept in L1. */
+uint64_t nkc_l1_max_charge(const struct nkc_l1 *l1);
+unsigned nkc_l1_stripes(const struct nkc_l1 *l1);
+
+enum nkc_l1_result { NKC_L1_MISS, NKC_L1_HIT };
+
+/* Lock-free lookup. On NKC_L1_HIT *out is a new reference to a live entry (which
+ * may be negative). Expired entries are a miss. A rare false miss is possible
+ * while a writer moves the slot; the slow path (nkc_l1_join) settles it. */
+enum nkc_l1_result nkc_l1_get(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen,
+                              int64_t now_ms, nkc_entry_t **out);
+/* Lock-free lookup that copies the value out instead of taking a reference:
+ * returns NKC_L1_HIT and fills *len and *negative (copying only when
+ * *len <= cap). Writes no shared memory at all. */
+enum nkc_l1_result nkc_l1_get_copy(struct nkc_l1 *l1, uint64_t hash, const void *key,
+                                   size_t klen, int64_t now_ms, void *buf, size_t cap,
+                                   size_t *len, int *negative);
+
+/* The miss slow path, under the stripe lock: a live entry found now (HIT, *out a
+ * new reference); or someone else's load of this key, which is waited for (WAITED,
+ * *out/ *status its result); or nothing, and the caller becomes the leader of a
+ * new load (LEAD, *flight set; it must call nkc_l1_complete exactly once). */
+enum nkc_join { NKC_JOIN_HIT, NKC_JOIN_WAITED, NKC_JOIN_LEAD };
+enum nkc_join nkc_l1_join(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen,
+                          int64_t now_ms, nkc_entry_t **out, cache_err_t *status,
+                          struct nkc_flight **flight);
+/* Ends a load: publishes (status, e) to its waiters (each gets its own reference)
+ * and inserts e (when not NULL) unless the load was overtaken by a set, delete or
+ * invalidation since nkc_l1_join. Consumes the caller's reference to e. */
+enum nkc_fill { NKC_FILL_INSERTED, NKC_FILL_OVERTAKEN, NKC_FILL_REFUSED };
+enum nkc_fill nkc_l1_complete(struct nkc_l1 *l1, struct nkc_flight *f, cache_err_t status,
+                              nkc_entry_t *e);
+
+/* Inserts or replaces e (taking its own reference) and overtakes any load of the
+ * key in flight. Returns 0, or -1 when e is too large to keep (nothing changes
+ * except that the old entry, if any, is removed and loads are overtaken). */
+int nkc_l1_put(struct nkc_l1 *l1, nkc_entry_t *e, int64_t now_ms);
+/* Removes the key and overtakes any load of it in flight. Returns 1 if it was present. */
+int nkc_l1_remove(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen);
+
+/* Background maintenance of every stripe: frees expired entries and memory whose
+ * grace period has passed. Each call visits max(min_budget, slots / passes) slots
+ * per stripe, so `passes` calls cover every table at least once. */
+void nkc_l1_sweep(struct nkc_l1 *l1, int64_t now_ms, uint64_t min_budget, uint64_t passes);
+
+struct nkc_l1_totals {
+    uint64_t entries, bytes, evictions, expirations, max_bytes, max_entries;
+};
+void nkc_l1_totals(struct nkc_l1 *l1, struct nkc_l1_totals *t);
+
+#endif /* NKC_L1_H */

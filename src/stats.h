@@ -1,0 +1,61 @@
+/*
+ * Counters: one X-macro list, kept per thread slot in padded blocks so that hot
+ * counters never share a written cache line between threads; summed on read.
+ * Rendering (JSON) lives in stats.c.
+ */
+#ifndef NKC_STATS_H
+#define NKC_STATS_H
+
+#include "ebr.h"
+#include "sync.h"
+
+#include <stdint.h>
+
+/* X(name, "json.path", "meaning") */
+#define NKC_COUNTERS(X)                                                               \
+    X(L1_HITS, "l1.hits", "lookups served by L1 (negative entries included)")          \
+    X(L1_MISSES, "l1.misses", "lookups L1 could not serve")                           \
+    X(L1_REFUSED, "l1.refused", "values too large to keep in L1 (served, not kept)")   \
+    X(NEGATIVE_HITS, "l1.negative_hits", "lookups answered by a cached not-found")    \
+    X(COALESCED, "load.coalesced", "misses that waited for another caller's load")   \
+    X(FILLS_DROPPED, "load.fills_dropped", "load results not kept: a set, delete or " \
+      "invalidation overtook them")                                                   \
+    X(LOADER_CALLS, "loader.calls", "loader invocations")                              \
+    X(LOADER_OK, "loader.ok", "loader calls that returned a value")                   \
+    X(LOADER_NOTFOUND, "loader.not_found", "loader calls that found no record")       \
+    X(LOADER_FAILURES, "loader.failures", "loader calls that failed")                 \
+    X(LOADER_NS, "loader.latency_ns_sum", "total time spent in the loader (ns)")      \
+    X(SETS, "ops.sets", "cache_set calls that succeeded")                             \
+    X(DELS, "ops.dels", "cache_del calls that succeeded")
+
+enum nkc_counter {
+#define NKC_COUNTER_ENUM(name, path, doc) NKC_C_##name,
+    NKC_COUNTERS(NKC_COUNTER_ENUM)
+#undef NKC_COUNTER_ENUM
+    NKC_C_COUNT
+};
+
+#define NKC_STAT_SLOTS 64 /* threads beyond this share blocks (still exact: atomics) */
+
+struct nkc_stats {
+    struct {
+        _Atomic uint64_t v[NKC_C_COUNT];
+    } NKC_ALIGNED block[NKC_STAT_SLOTS];
+};
+
+static inline void nkc_stat_add(struct nkc_stats *s, enum nkc_counter k, uint64_t n)
+{
+    /* relaxed: counters order nothing; readers sum a momentary snapshot */
+    atomic_fetch_add_explicit(&s->block[nkc_thread_slot() & (NKC_STAT_SLOTS - 1)].v[k], n,
+                              memory_order_relaxed);
+}
+
+uint64_t nkc_stat_sum(const struct nkc_stats *s, enum nkc_counter k);
+/* The JSON path of counter k ("l1.hits"). */
+const char *nkc_stat_path(enum nkc_counter k);
+
+struct json_t;
+/* root rendered as compact JSON: a new string (free()), or NULL. */
+char *nkc_json_text(const struct json_t *root);
+
+#endif /* NKC_STATS_H */
