@@ -1,0 +1,192 @@
+/*
+ * nakkucache-bench: the pieces the modes share. A mode is `int main(argc, argv)`
+ * with argv[0] the mode name; main.c holds the table of modes. Every symbol here
+ * is prefixed nkb_. Nothing in bench/ is part of the library or of its tests.
+ * Timing claims are ratios against a baseline measured in the same run.
+ */
+#ifndef NKB_BENCH_H
+#define NKB_BENCH_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- modes */
+
+/* Each mode parses its own argv; argv[0] is the mode name. Returns an exit code. */
+int nkb_l1_main(int argc, char **argv);
+int nkb_memory_main(int argc, char **argv);
+/* Trace replay (bench/trace.c). main.c carries a weak stand-in until it exists. */
+int nkb_trace_main(int argc, char **argv);
+
+/* ---------------------------------------------------------------- options */
+
+#define NKB_MAX_POINTS 16   /* thread counts in one --threads list */
+#define NKB_MAX_THREADS 256 /* largest thread count in it */
+
+typedef enum nkb_dist { NKB_DIST_ZIPF, NKB_DIST_UNIFORM } nkb_dist_t;
+
+/* The flags shared by the modes; nkb_opts_init sets the defaults listed in
+ * nkb_opts_usage. */
+typedef struct nkb_opts {
+    unsigned threads[NKB_MAX_POINTS]; /* --threads 1,2 */
+    size_t n_points;
+    uint32_t keys;        /* --keys */
+    nkb_dist_t dist;      /* --dist zipf|uniform */
+    double theta;         /* --theta, zipf skew in (0, 1) */
+    size_t key_size;      /* --key-size: "key:" + zero-padded decimal */
+    size_t value_size;    /* --value-size */
+    uint64_t duration_ms; /* --duration-ms per measured point */
+    uint64_t ops;         /* --ops per thread per point; 0 = run for duration_ms */
+    uint64_t warmup_ms;   /* --warmup-ms: JVM warm-up before Caffeine is measured */
+    uint64_t seed;        /* --seed of the key sequences */
+    unsigned repeat;      /* --repeat: rounds per point; the median round is reported */
+    int json;             /* --json: one JSON document on stdout instead of a table */
+    int caffeine;         /* cleared by --no-caffeine */
+    int memory;           /* cleared by --no-memory (the l1 mode's memory section) */
+    const char *caffeine_jar; /* --caffeine-jar */
+} nkb_opts_t;
+
+void nkb_opts_init(nkb_opts_t *o);
+/* Parses argv[1..argc-1] for mode argv[0], accepting only the flags that mode
+ * takes. Returns 0 to run, 1 when --help was printed, -1 after an error message
+ * on stderr. */
+int nkb_opts_parse(nkb_opts_t *o, int argc, char **argv);
+/* Prints the flags mode takes, with their defaults. */
+void nkb_opts_usage(const char *mode);
+/* The largest entry of o->threads. */
+unsigned nkb_opts_max_threads(const nkb_opts_t *o);
+
+/* ---------------------------------------------------------------- time */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t nkb_now_ns(void);
+/* The 1-minute load average (/proc/loadavg), or -1: how busy the machine was. */
+double nkb_loadavg(void);
+
+/* ---------------------------------------------------------------- histogram */
+
+/* Log-linear buckets: exact below 32 ns, then 32 buckets per power of two
+ * (at most 3.2 % relative error), up to 2^64 ns. Not thread-safe: one per thread,
+ * merged after the run. */
+#define NKB_HIST_SUB_BITS 5
+#define NKB_HIST_BUCKETS ((64 - NKB_HIST_SUB_BITS + 1) << NKB_HIST_SUB_BITS)
+typedef struct nkb_hist {
+    uint64_t count;
+    uint64_t bucket[NKB_HIST_BUCKETS];
+} nkb_hist_t;
+
+/* Records `weight` samples of value ns. */
+void nkb_hist_add(nkb_hist_t *h, uint64_t ns, uint64_t weight);
+void nkb_hist_merge(nkb_hist_t *dst, const nkb_hist_t *src);
+/* The value at quantile q in [0, 1] (the midpoint of its bucket); 0 when empty. */
+uint64_t nkb_hist_quantile(const nkb_hist_t *h, double q);
+
+/* ---------------------------------------------------------------- keys */
+
+/* splitmix64: a small, fast, seedable generator; the state is one word. */
+uint64_t nkb_rng_next(uint64_t *state);
+
+/* Zipf over ranks [0, n) with skew theta in (0, 1) (Gray et al., "Quickly
+ * generating billion-record synthetic databases", SIGMOD'94, as in YCSB).
+ * Rank 0 is the most popular. */
+typedef struct nkb_zipf {
+    uint64_t n;
+    double theta, alpha, zetan, eta, half_pow_theta;
+} nkb_zipf_t;
+
+/* O(n) (it sums the zeta series). Returns 0, or -1 for a bad n or theta. */
+int nkb_zipf_init(nkb_zipf_t *z, uint64_t n, double theta);
+uint64_t nkb_zipf_next(const nkb_zipf_t *z, uint64_t *rng);
+
+/* A new array of len key indices in [0, o->keys) drawn from o->dist for thread
+ * `thread` (seeded from o->seed and thread, so every run and every program that
+ * reads it sees the same sequence). Zipf ranks are scattered over the key space
+ * by a fixed bijection, so hot keys are not neighbours in memory. Free with
+ * free(); NULL when out of memory or the distribution is invalid. */
+uint32_t *nkb_seq_new(const nkb_opts_t *o, unsigned thread, size_t len);
+
+/* Fixed-stride table of every key, "key:%0*u" to o->key_size bytes. */
+typedef struct nkb_keys {
+    char *bytes;   /* keys[i] starts at bytes + i * stride */
+    size_t stride; /* key_size rounded up to 8 */
+    size_t klen;
+    uint32_t n;
+} nkb_keys_t;
+
+/* Returns 0, or -1 (message on stderr) when out of memory or key_size is too
+ * small to tell o->keys keys apart. */
+int nkb_keys_init(nkb_keys_t *k, const nkb_opts_t *o);
+void nkb_keys_free(nkb_keys_t *k);
+static inline const char *nkb_key(const nkb_keys_t *k, uint32_t i)
+{
+    return k->bytes + (size_t)i * k->stride;
+}
+
+/* ---------------------------------------------------------------- baseline */
+
+/* The baseline: a chained hash map (XXH3 of the key bytes) under one global
+ * pthread mutex. Readers copy the value out under the lock. */
+typedef struct nkb_lockmap nkb_lockmap_t;
+
+/* A new map with n_buckets (rounded up to a power of two); NULL when out of memory. */
+nkb_lockmap_t *nkb_lockmap_new(size_t n_buckets);
+void nkb_lockmap_free(nkb_lockmap_t *m);
+/* Inserts or replaces. Returns 0, or -1 when out of memory. */
+int nkb_lockmap_put(nkb_lockmap_t *m, const void *key, size_t klen, const void *val,
+                    size_t vlen);
+/* Copies the value into buf (cap bytes), sets *len. Returns 1 on a hit, 0 on a
+ * miss or when cap is too small (then *len is the size needed). */
+int nkb_lockmap_get_copy(nkb_lockmap_t *m, const void *key, size_t klen, void *buf,
+                         size_t cap, size_t *len);
+
+/* ---------------------------------------------------------------- results */
+
+/* One measured point: an implementation at a thread count. */
+typedef struct nkb_row {
+    const char *impl;   /* "nakkucache get", "mutex map", "caffeine", ... */
+    const char *key;    /* the same as a JSON-friendly identifier */
+    unsigned threads;
+    uint64_t ops;       /* completed lookups, all threads */
+    uint64_t misses;    /* lookups that found nothing (should be 0) */
+    double ops_per_sec; /* sum over threads of ops / own elapsed time */
+    uint64_t p50_ns, p99_ns, p999_ns;
+} nkb_row_t;
+
+/* ---------------------------------------------------------------- caffeine */
+
+typedef struct nkb_caffeine {
+    nkb_row_t rows[NKB_MAX_POINTS]; /* rows[i] is at o->threads[i] */
+    double heap_per_entry; /* JVM heap growth per entry beyond key + value bytes,
+                              between full GCs around the prefill; < 0 unknown */
+    char why[256];         /* when not measured: why */
+} nkb_caffeine_t;
+
+/* Runs bench/caffeine/CaffeineBench.java on the same workload: writes the key
+ * sequences (seqs[t], seq_len each, one per thread up to the largest count) to a
+ * temporary file, compiles the program with javac against o->caffeine_jar, runs it
+ * and fills out. Returns 1 when measured, 0 when skipped (Java or the jar missing),
+ * -1 on failure; out->why says why for 0 and -1. */
+int nkb_caffeine_run(const nkb_opts_t *o, uint32_t *const *seqs, size_t seq_len,
+                     nkb_caffeine_t *out);
+
+/* ---------------------------------------------------------------- memory */
+
+/* Bytes per entry beyond key + value at o->keys entries, measured on fresh maps. */
+typedef struct nkb_memory {
+    uint32_t entries;
+    size_t payload;         /* key + value bytes of one entry */
+    double lib_accounted;   /* from the library's own l1 byte count; < 0 when absent */
+    double lib_malloc;      /* from glibc's in-use heap (mallinfo2), cache_open included */
+    double lib_open_bytes;  /* what cache_open alone allocated (in lib_malloc) */
+    double lockmap_malloc;  /* the baseline map, measured the same way */
+    double caffeine_heap;   /* nkb_caffeine_t.heap_per_entry when known, else < 0 */
+} nkb_memory_t;
+
+/* Returns 0, or -1 (message on stderr). */
+int nkb_memory_measure(const nkb_opts_t *o, nkb_memory_t *out);
+void nkb_memory_print(const nkb_memory_t *m, const nkb_opts_t *o);
+/* A new JSON object of m. */
+json_t *nkb_memory_json(const nkb_memory_t *m);
+
+#endif /* NKB_BENCH_H */

@@ -1,0 +1,159 @@
+/*
+ * The l1 mode's output: an aligned table for people, or with --json one JSON
+ * document (jansson) for machines. Every ratio compares rows measured at the same
+ * thread count in the same run; a ratio whose denominator was not measured is
+ * printed "-" (null in JSON).
+ */
+#include "l1.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static const char *dist_name(const nkb_opts_t *o)
+{
+    return o->dist == NKB_DIST_ZIPF ? "zipf" : "uniform";
+}
+
+static const char *caffeine_status(int c)
+{
+    switch (c) {
+    case NKB_CAFFEINE_OK:
+        return "measured";
+    case NKB_CAFFEINE_SKIPPED:
+        return "skipped";
+    case NKB_CAFFEINE_OFF:
+        return "off";
+    default:
+        return "failed";
+    }
+}
+
+/* num / den, or a negative number when den was not measured. */
+static double ratio(double num, const nkb_row_t *den)
+{
+    return den != NULL && den->ops_per_sec > 0 ? num / den->ops_per_sec : -1.0;
+}
+
+static const nkb_row_t *caffeine_row(const struct nkb_l1_report *rep, size_t p)
+{
+    return rep->caffeine == NKB_CAFFEINE_OK ? &rep->caf.rows[p] : NULL;
+}
+
+static void print_ratio(double r)
+{
+    if (r < 0)
+        printf(" %11s", "-");
+    else
+        printf(" %10.2fx", r);
+}
+
+static void print_row(const struct nkb_l1_report *rep, size_t p, const nkb_row_t *r)
+{
+    printf("%7u  %-24s %8.2f M %7llu %7llu %7llu", r->threads, r->impl, r->ops_per_sec / 1e6,
+           (unsigned long long)r->p50_ns, (unsigned long long)r->p99_ns,
+           (unsigned long long)r->p999_ns);
+    print_ratio(ratio(r->ops_per_sec, &rep->rows[p][NKB_L1_MAP]));
+    print_ratio(ratio(r->ops_per_sec, caffeine_row(rep, p)));
+    printf(" %9llu\n", (unsigned long long)r->misses);
+}
+
+static void print_table(const struct nkb_l1_report *rep)
+{
+    const nkb_opts_t *o = rep->o;
+
+    printf("l1: %u keys of %zu B (\"key:%%0%zuu\"), %zu B values, all prefilled; ", o->keys,
+           o->key_size, o->key_size - 4, o->value_size);
+    if (o->dist == NKB_DIST_ZIPF)
+        printf("zipf(%.2f) lookups; ", o->theta);
+    else
+        printf("uniform lookups; ");
+    if (o->ops)
+        printf("%llu lookups per thread per point", (unsigned long long)o->ops);
+    else
+        printf("%llu ms per point", (unsigned long long)o->duration_ms);
+    if (o->repeat > 1)
+        printf(", median of %u rounds", o->repeat);
+    printf("\n");
+    printf("machine: %ld CPUs online, 1-min load average %.2f before, %.2f after\n",
+           sysconf(_SC_NPROCESSORS_ONLN), rep->load_before, rep->load_after);
+    printf("latency: each batch of %u lookups is timed (clock_gettime); a lookup counts as "
+           "its batch's mean,\nso p99/p999 are of batch means and hide single slow lookups\n\n",
+           rep->batch);
+    printf("%7s  %-24s %10s %7s %7s %7s %11s %11s %9s\n", "threads", "implementation",
+           "ops/s", "p50 ns", "p99 ns", "p999 ns", "vs mutex", "vs caffeine", "misses");
+    for (size_t p = 0; p < o->n_points; p++) {
+        for (int i = 0; i < NKB_L1_C_IMPLS; i++)
+            print_row(rep, p, &rep->rows[p][i]);
+        if (caffeine_row(rep, p) != NULL)
+            print_row(rep, p, caffeine_row(rep, p));
+    }
+    if (rep->caffeine != NKB_CAFFEINE_OK)
+        printf("Caffeine: %s (%s)\n", caffeine_status(rep->caffeine), rep->caf.why);
+    if (rep->has_memory) {
+        printf("\n");
+        nkb_memory_print(&rep->memory, o);
+    }
+}
+
+static json_t *json_ratio(double r)
+{
+    return r < 0 ? json_null() : json_real(r);
+}
+
+static json_t *row_json(const struct nkb_l1_report *rep, size_t p, const nkb_row_t *r)
+{
+    return json_pack("{s:i, s:s, s:s, s:I, s:I, s:f, s:I, s:I, s:I, s:o, s:o}", "threads",
+                     (int)r->threads, "impl", r->key, "name", r->impl, "ops",
+                     (json_int_t)r->ops, "misses", (json_int_t)r->misses, "ops_per_sec",
+                     r->ops_per_sec, "p50_ns", (json_int_t)r->p50_ns, "p99_ns",
+                     (json_int_t)r->p99_ns, "p999_ns", (json_int_t)r->p999_ns, "vs_baseline",
+                     json_ratio(ratio(r->ops_per_sec, &rep->rows[p][NKB_L1_MAP])),
+                     "vs_caffeine", json_ratio(ratio(r->ops_per_sec, caffeine_row(rep, p))));
+}
+
+static json_t *workload_json(const struct nkb_l1_report *rep)
+{
+    const nkb_opts_t *o = rep->o;
+
+    return json_pack("{s:I, s:I, s:I, s:s, s:f, s:I, s:I, s:I, s:i, s:s, s:i}", "keys",
+                     (json_int_t)o->keys, "key_size", (json_int_t)o->key_size, "value_size",
+                     (json_int_t)o->value_size, "dist", dist_name(o), "theta", o->theta,
+                     "duration_ms", (json_int_t)(o->ops ? 0 : o->duration_ms),
+                     "ops_per_thread", (json_int_t)o->ops, "seed", (json_int_t)o->seed, "repeat",
+                     (int)o->repeat,
+                     "latency", "mean of each timed batch", "batch", (int)rep->batch);
+}
+
+static void print_json(const struct nkb_l1_report *rep)
+{
+    json_t *rows = json_array();
+    json_t *doc;
+
+    for (size_t p = 0; p < rep->o->n_points; p++) {
+        for (int i = 0; i < NKB_L1_C_IMPLS; i++)
+            json_array_append_new(rows, row_json(rep, p, &rep->rows[p][i]));
+        if (caffeine_row(rep, p) != NULL)
+            json_array_append_new(rows, row_json(rep, p, caffeine_row(rep, p)));
+    }
+    doc = json_pack("{s:s, s:o, s:{s:i, s:f, s:f}, s:o, s:{s:s, s:s}, s:o}", "mode", "l1",
+                    "workload", workload_json(rep), "machine", "cpus",
+                    (int)sysconf(_SC_NPROCESSORS_ONLN), "load_before", rep->load_before,
+                    "load_after", rep->load_after, "rows", rows, "caffeine", "status",
+                    caffeine_status(rep->caffeine), "reason",
+                    rep->caffeine == NKB_CAFFEINE_OK ? "" : rep->caf.why, "memory",
+                    rep->has_memory ? nkb_memory_json(&rep->memory) : json_null());
+    if (doc == NULL || json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) != 0)
+        fprintf(stderr, "nakkucache-bench: cannot render JSON\n");
+    printf("\n");
+    json_decref(doc);
+}
+
+void nkb_l1_report_print(const struct nkb_l1_report *rep)
+{
+    if (rep->o->json)
+        print_json(rep);
+    else
+        print_table(rep);
+    fflush(stdout);
+}
