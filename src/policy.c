@@ -383,9 +383,13 @@ static struct nkc_pnode *clock_hand(struct nkc_policy *p, int qi, int to)
 }
 
 /* Main's victim, still linked: probation's oldest node not hit since it was last
- * looked at, else protected's. NULL when main is empty. */
+ * looked at, else protected's. NULL when main is empty. Protected first gives back
+ * what it holds beyond its share (the window may have grown), so that entries
+ * which stopped being read do not sit there forever. */
 static struct nkc_pnode *main_victim(struct nkc_policy *p)
 {
+    while (protected_over(p))
+        move_to(p, clock_hand(p, Q_PROTECTED, Q_PROTECTED), Q_PROBATION);
     struct nkc_pnode *v = clock_hand(p, Q_PROBATION, Q_PROTECTED);
     return v ? v : clock_hand(p, Q_PROTECTED, Q_PROTECTED);
 }
