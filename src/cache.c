@@ -15,15 +15,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-/* The loader's output. Lives on the leader's stack for the loader call only. */
-struct cache_sink {
-    struct cache *c;
-    const void *key;
-    size_t klen;
-    nkc_entry_t *e;  /* the value put so far (owned), or NULL */
-    uint64_t ttl_ms; /* 0 = default */
-};
-
 static const char *const messages[] = {
 #define CACHE_ERR_TEXT(name, msg) msg,
     CACHE_ERRNO_MAP(CACHE_ERR_TEXT)
@@ -35,31 +26,6 @@ const char *cache_strerror(cache_err_t err)
     if ((unsigned)err >= CACHE_ERR_COUNT_)
         return "unknown error code";
     return messages[err];
-}
-
-/* ---- time and TTLs ---- */
-
-static int64_t now_ms(const struct cache *c)
-{
-    return c->cfg.clock_ms ? c->cfg.clock_ms(c->cfg.clock_udata) : nkc_now_coarse_ms();
-}
-
-/* ttl (0 = cap) spread by +-ttl_jitter, then held within [1, cap]. */
-static uint64_t l1_ttl(const struct cache *c, uint64_t ttl, uint64_t cap)
-{
-    if (ttl == 0 || ttl > cap)
-        ttl = cap;
-    if (c->cfg.ttl_jitter > 0)
-        ttl = (uint64_t)((double)ttl * (1.0 + c->cfg.ttl_jitter * (2.0 * nkc_rand_unit() - 1.0)));
-    if (ttl > cap)
-        ttl = cap;
-    return ttl ? ttl : 1;
-}
-
-static void stamp(nkc_entry_t *e, uint64_t ttl, int64_t now)
-{
-    e->ttl_ms = (uint32_t)ttl; /* ttl <= l1.ttl_ms <= UINT32_MAX */
-    e->expire_ms = now + (int64_t)ttl;
 }
 
 /* ---- call bracketing (see struct cache) ---- */
@@ -97,136 +63,27 @@ static cache_err_t check_key(const struct cache *c, const void *key, size_t klen
     return klen > c->cfg.max_key_bytes ? CACHE_ETOOBIG : CACHE_OK;
 }
 
-/* ---- loading ---- */
-
-cache_err_t cache_sink_put(cache_sink_t *sink, const void *val, size_t vlen, uint64_t ttl_ms)
-{
-    if (!sink || (!val && vlen > 0))
-        return CACHE_EINVAL;
-    if (vlen > sink->c->cfg.max_value_bytes)
-        return CACHE_ETOOBIG;
-    nkc_entry_t *e = nkc_entry_new(sink->key, sink->klen, vlen);
-    if (!e)
-        return CACHE_ENOMEM;
-    if (vlen)
-        memcpy(nkc_entry_value(e), val, vlen);
-    if (sink->e)
-        nkc_entry_unref(sink->e);
-    sink->e = e;
-    sink->ttl_ms = ttl_ms;
-    return CACHE_OK;
-}
-
-/* Runs the loader; returns its verdict and, for OK and ENOTFOUND, the entry to
- * publish (owned by the caller; negative for ENOTFOUND when negative caching is on). */
-static cache_err_t run_loader(struct cache *c, uint64_t hash, const void *key, size_t klen,
-                              nkc_entry_t **out)
-{
-    struct cache_sink sink = {.c = c, .key = key, .klen = klen};
-    *out = NULL;
-    if (!c->cfg.loader)
-        return CACHE_ENOTFOUND;
-    nkc_stat_add(c->stats, NKC_C_LOADER_CALLS, 1);
-    int64_t t0 = nkc_now_ns();
-    cache_err_t st = c->cfg.loader(c->cfg.loader_udata, key, klen, &sink);
-    nkc_stat_add(c->stats, NKC_C_LOADER_NS, (uint64_t)(nkc_now_ns() - t0));
-    int64_t now = now_ms(c);
-    if (st == CACHE_OK && sink.e) {
-        nkc_stat_add(c->stats, NKC_C_LOADER_OK, 1);
-        *out = sink.e;
-        stamp(sink.e, l1_ttl(c, sink.ttl_ms, c->cfg.l1_ttl_ms), now);
-    } else if (st == CACHE_ENOTFOUND) {
-        nkc_stat_add(c->stats, NKC_C_LOADER_NOTFOUND, 1);
-        if (sink.e)
-            nkc_entry_unref(sink.e);
-        uint64_t neg = c->cfg.negative_ttl_ms;
-        if (neg > 0 && (*out = nkc_entry_new(key, klen, 0)) != NULL) {
-            (*out)->node.spare |= NKC_ENTRY_NEGATIVE;
-            stamp(*out, l1_ttl(c, neg, neg < c->cfg.l1_ttl_ms ? neg : c->cfg.l1_ttl_ms), now);
-        }
-    } else { /* a failure, or OK without a value: the loader broke its contract */
-        nkc_stat_add(c->stats, NKC_C_LOADER_FAILURES, 1);
-        if (sink.e)
-            nkc_entry_unref(sink.e);
-        st = CACHE_ELOADER;
-    }
-    if (*out)
-        (*out)->node.hash = hash;
-    return st;
-}
-
-/* Turns an entry reference into a call result: values out, negatives released. */
-static cache_err_t deliver(struct cache *c, nkc_entry_t *e, cache_err_t st, nkc_entry_t **out)
-{
-    *out = NULL;
-    if (e && nkc_entry_negative(e)) {
-        nkc_entry_unref(e);
-        return CACHE_ENOTFOUND;
-    }
-    if (e && st == CACHE_OK) {
-        *out = e;
-        return CACHE_OK;
-    }
-    if (e)
-        nkc_entry_unref(e);
-    (void)c;
-    return st == CACHE_OK ? CACHE_ELOADER : st;
-}
-
-static cache_err_t lead_load(struct cache *c, struct nkc_flight *f, uint64_t hash, const void *key,
-                             size_t klen, nkc_entry_t **out)
-{
-    nkc_entry_t *e;
-    cache_err_t st = run_loader(c, hash, key, klen, &e);
-    if (e)
-        nkc_entry_ref(e); /* one for our caller; nkc_l1_complete consumes the other */
-    enum nkc_fill fill = nkc_l1_complete(c->l1, f, st, e);
-    if (e && fill == NKC_FILL_OVERTAKEN)
-        nkc_stat_add(c->stats, NKC_C_FILLS_DROPPED, 1);
-    else if (e && fill == NKC_FILL_REFUSED)
-        nkc_stat_add(c->stats, NKC_C_L1_REFUSED, 1);
-    return deliver(c, e, st, out);
-}
-
-/* The miss path: settle under the stripe lock, wait for a load, or lead one. */
-static cache_err_t get_slow(struct cache *c, uint64_t hash, const void *key, size_t klen,
-                            nkc_entry_t **out, cache_tier_t *tier)
-{
-    nkc_entry_t *e;
-    cache_err_t st = CACHE_OK;
-    struct nkc_flight *f;
-    switch (nkc_l1_join(c->l1, hash, key, klen, now_ms(c), &e, &st, &f)) {
-    case NKC_JOIN_HIT:
-        *tier = CACHE_TIER_L1;
-        return deliver(c, e, CACHE_OK, out);
-    case NKC_JOIN_WAITED:
-        nkc_stat_add(c->stats, NKC_C_COALESCED, 1);
-        *tier = CACHE_TIER_LOADER;
-        return deliver(c, e, st, out);
-    case NKC_JOIN_LEAD:
-        break;
-    }
-    *tier = CACHE_TIER_LOADER;
-    return lead_load(c, f, hash, key, klen, out);
-}
-
 /* cache_get's body, inside call_begin: the fast path, then the slow one. */
 static cache_err_t get_ref(struct cache *c, const void *key, size_t klen, nkc_entry_t **out,
                            cache_tier_t *tier)
 {
     uint64_t hash = nkc_l1_hash(c->l1, key, klen);
     nkc_entry_t *e;
-    if (nkc_l1_get(c->l1, hash, key, klen, now_ms(c), &e) == NKC_L1_HIT) {
+    if (nkc_l1_get(c->l1, hash, key, klen, nkc_cache_now_ms(c), &e) == NKC_L1_HIT) {
         nkc_ebr_exit();
         nkc_stat_add(c->stats, NKC_C_L1_HITS, 1);
         *tier = CACHE_TIER_L1;
-        if (nkc_entry_negative(e))
+        if (nkc_entry_negative(e)) {
             nkc_stat_add(c->stats, NKC_C_NEGATIVE_HITS, 1);
-        return deliver(c, e, CACHE_OK, out);
+            nkc_entry_unref(e);
+            return CACHE_ENOTFOUND;
+        }
+        *out = e;
+        return CACHE_OK;
     }
     slow_begin(c);
     nkc_stat_add(c->stats, NKC_C_L1_MISSES, 1);
-    cache_err_t err = get_slow(c, hash, key, klen, out, tier);
+    cache_err_t err = nkc_load(c, hash, key, klen, out, tier);
     slow_end(c);
     return err;
 }
@@ -253,7 +110,7 @@ cache_err_t cache_get_ex(cache_t *c, const void *key, size_t klen, cache_value_t
     if (info && err == CACHE_OK) {
         info->tier = tier;
         if (info_has(info, INFO_END(age_ms))) {
-            int64_t age = now_ms(c) - ((*out)->expire_ms - (int64_t)(*out)->ttl_ms);
+            int64_t age = nkc_cache_now_ms(c) - ((*out)->expire_ms - (int64_t)(*out)->ttl_ms);
             info->age_ms = age > 0 ? (uint64_t)age : 0;
         }
         if (info_has(info, INFO_END(stale)))
@@ -305,7 +162,7 @@ cache_err_t cache_get_copy(cache_t *c, const void *key, size_t klen, void *buf, 
         return CACHE_ECLOSED;
     uint64_t hash = nkc_l1_hash(c->l1, key, klen);
     int negative = 0;
-    if (nkc_l1_get_copy(c->l1, hash, key, klen, now_ms(c), buf, cap, len, &negative) ==
+    if (nkc_l1_get_copy(c->l1, hash, key, klen, nkc_cache_now_ms(c), buf, cap, len, &negative) ==
         NKC_L1_HIT) {
         nkc_ebr_exit();
         nkc_stat_add(c->stats, NKC_C_L1_HITS, 1);
@@ -320,13 +177,56 @@ cache_err_t cache_get_copy(cache_t *c, const void *key, size_t klen, void *buf, 
     nkc_stat_add(c->stats, NKC_C_L1_MISSES, 1);
     nkc_entry_t *e;
     cache_tier_t tier;
-    err = get_slow(c, hash, key, klen, &e, &tier);
+    err = nkc_load(c, hash, key, klen, &e, &tier);
     slow_end(c);
     if (err != CACHE_OK)
         return err;
     err = copy_out(cache_value_data(e), e->vlen, buf, cap, len);
     nkc_entry_unref(e);
     return err;
+}
+
+/* The L2 TTL for a write or fill: ttl_ms (0 = l2.ttl_ms) spread by +-ttl_jitter. */
+static uint64_t l2_ttl(const struct cache *c, uint64_t ttl_ms)
+{
+    uint64_t base = ttl_ms ? ttl_ms : c->cfg.l2_ttl_ms;
+    return nkc_jitter_ttl(c, base, base + (uint64_t)((double)base * c->cfg.ttl_jitter));
+}
+
+/* cache_set's body, past validation and call_begin. */
+static cache_err_t set_value(struct cache *c, const void *key, size_t klen, const void *val,
+                             size_t vlen, uint64_t ttl_ms)
+{
+    uint64_t hash = nkc_l1_hash(c->l1, key, klen);
+    uint64_t cap = c->cfg.l1_ttl_ms, ticket = NKC_NO_TICKET;
+    if (c->l2) {
+        ticket = nkc_l1_ticket(c->l1, hash);
+        uint64_t l2 = l2_ttl(c, ttl_ms);
+        cache_err_t err = nkc_l2ops_set(&c->ops, key, klen, val, vlen, l2);
+        if (err != CACHE_OK) { /* Redis did not take it: our old copy must go too */
+            nkc_l1_remove(c->l1, hash, key, klen);
+            nkc_stat_add(c->stats, NKC_C_WRITE_FAILURES, 1);
+            return err;
+        }
+        cap = cap < l2 ? cap : l2;
+    }
+    nkc_entry_t *e = nkc_entry_new(key, klen, vlen);
+    if (!e) {
+        nkc_l1_remove(c->l1, hash, key, klen);
+        return c->l2 ? CACHE_OK : CACHE_ENOMEM; /* with L2 the write itself succeeded */
+    }
+    if (vlen)
+        memcpy(nkc_entry_value(e), val, vlen);
+    e->node.hash = hash;
+    int64_t now = nkc_cache_now_ms(c);
+    nkc_stamp(e, nkc_jitter_ttl(c, ttl_ms, cap), now);
+    int r = nkc_l1_put(c->l1, e, ticket);
+    nkc_entry_unref(e);
+    /* Without L2, L1 is the only place the value can live: refusing it is an error. */
+    if (r < 0 && !c->l2)
+        return CACHE_ETOOBIG;
+    nkc_stat_add(c->stats, NKC_C_SETS, 1);
+    return CACHE_OK;
 }
 
 cache_err_t cache_set(cache_t *c, const void *key, size_t klen, const void *val, size_t vlen,
@@ -337,28 +237,12 @@ cache_err_t cache_set(cache_t *c, const void *key, size_t klen, const void *val,
     cache_err_t err = check_key(c, key, klen);
     if (err != CACHE_OK)
         return err;
-    if (vlen > c->cfg.max_value_bytes)
+    if (vlen > c->cfg.max_value_bytes || (c->l2 && vlen > c->cfg.l2_max_value_bytes))
         return CACHE_ETOOBIG;
     if (call_begin(c) != 0)
         return CACHE_ECLOSED;
     slow_begin(c);
-    nkc_entry_t *e = nkc_entry_new(key, klen, vlen);
-    if (!e) {
-        err = CACHE_ENOMEM;
-        goto out;
-    }
-    if (vlen)
-        memcpy(nkc_entry_value(e), val, vlen);
-    e->node.hash = nkc_l1_hash(c->l1, key, klen);
-    int64_t now = now_ms(c);
-    stamp(e, l1_ttl(c, ttl_ms, c->cfg.l1_ttl_ms), now);
-    /* Without L2, L1 is the only place the value can live: refusing it is an error. */
-    if (nkc_l1_put(c->l1, e, now) != 0)
-        err = CACHE_ETOOBIG;
-    else
-        nkc_stat_add(c->stats, NKC_C_SETS, 1);
-    nkc_entry_unref(e);
-out:
+    err = set_value(c, key, klen, val, vlen, ttl_ms);
     slow_end(c);
     return err;
 }
@@ -373,10 +257,43 @@ cache_err_t cache_del(cache_t *c, const void *key, size_t klen)
     if (call_begin(c) != 0)
         return CACHE_ECLOSED;
     slow_begin(c);
+    if (c->l2)
+        err = nkc_l2ops_del(&c->ops, key, klen);
+    /* the local copy goes whatever Redis said, and loads in flight are overtaken */
     nkc_l1_remove(c->l1, nkc_l1_hash(c->l1, key, klen), key, klen);
-    nkc_stat_add(c->stats, NKC_C_DELS, 1);
+    nkc_stat_add(c->stats, err == CACHE_OK ? NKC_C_DELS : NKC_C_WRITE_FAILURES, 1);
     slow_end(c);
-    return CACHE_OK;
+    return err;
+}
+
+/* Fills out/status for the keys L1 serves; the others are left for nkc_load_many.
+ * Returns how many were left, their indexes in miss[]. */
+static size_t mget_l1(struct cache *c, size_t n, const void *const *keys, const size_t *klens,
+                      cache_value_t **out, cache_err_t *status, uint64_t *hashes, size_t *miss)
+{
+    size_t m = 0;
+    int64_t now = nkc_cache_now_ms(c);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = NULL;
+        status[i] = check_key(c, keys[i], klens[i]);
+        if (status[i] != CACHE_OK)
+            continue;
+        hashes[i] = nkc_l1_hash(c->l1, keys[i], klens[i]);
+        nkc_entry_t *e;
+        if (nkc_l1_get(c->l1, hashes[i], keys[i], klens[i], now, &e) == NKC_L1_HIT) {
+            nkc_stat_add(c->stats, NKC_C_L1_HITS, 1);
+            if (nkc_entry_negative(e)) {
+                nkc_entry_unref(e);
+                status[i] = CACHE_ENOTFOUND;
+            } else {
+                out[i] = e;
+            }
+            continue;
+        }
+        nkc_stat_add(c->stats, NKC_C_L1_MISSES, 1);
+        miss[m++] = i;
+    }
+    return m;
 }
 
 cache_err_t cache_mget(cache_t *c, size_t n, const void *const *keys, const size_t *klens,
@@ -384,9 +301,44 @@ cache_err_t cache_mget(cache_t *c, size_t n, const void *const *keys, const size
 {
     if (!c || (n > 0 && (!keys || !klens || !out || !status)))
         return CACHE_EINVAL;
-    for (size_t i = 0; i < n; i++)
-        status[i] = cache_get(c, keys[i], klens[i], &out[i]);
-    return CACHE_OK;
+    uint64_t *hashes = malloc((n ? n : 1) * sizeof(*hashes));
+    size_t *miss = malloc((n ? n : 1) * sizeof(*miss));
+    const void **mkeys = malloc((n ? n : 1) * sizeof(*mkeys));
+    size_t *mklens = malloc((n ? n : 1) * sizeof(*mklens));
+    uint64_t *mhashes = malloc((n ? n : 1) * sizeof(*mhashes));
+    cache_value_t **mout = malloc((n ? n : 1) * sizeof(*mout));
+    cache_err_t *mstatus = malloc((n ? n : 1) * sizeof(*mstatus));
+    cache_err_t err = CACHE_OK;
+    if (!hashes || !miss || !mkeys || !mklens || !mhashes || !mout || !mstatus) {
+        err = CACHE_ENOMEM;
+        goto out;
+    }
+    if (call_begin(c) != 0) {
+        err = CACHE_ECLOSED;
+        goto out;
+    }
+    size_t m = mget_l1(c, n, keys, klens, out, status, hashes, miss);
+    slow_begin(c);
+    for (size_t k = 0; k < m; k++) {
+        mkeys[k] = keys[miss[k]];
+        mklens[k] = klens[miss[k]];
+        mhashes[k] = hashes[miss[k]];
+    }
+    nkc_load_many(c, m, mkeys, mklens, mhashes, mout, mstatus);
+    for (size_t k = 0; k < m; k++) {
+        out[miss[k]] = mout[k];
+        status[miss[k]] = mstatus[k];
+    }
+    slow_end(c);
+out:
+    free(hashes);
+    free(miss);
+    free(mkeys);
+    free(mklens);
+    free(mhashes);
+    free(mout);
+    free(mstatus);
+    return err;
 }
 
 /* ---- lifecycle ---- */
@@ -404,7 +356,7 @@ static void *maintenance_main(void *arg)
         nkc_mutex_unlock(&c->maint_lock);
         /* each pass visits a tenth of every table (at least 256 slots): every
          * expired entry is freed within ten sweep intervals without any read */
-        nkc_l1_sweep(c->l1, now_ms(c), 256, 10);
+        nkc_l1_sweep(c->l1, nkc_cache_now_ms(c), 256, 10);
         nkc_mutex_lock(&c->maint_lock);
     }
     nkc_mutex_unlock(&c->maint_lock);
@@ -441,6 +393,7 @@ static void cache_destroy(struct cache *c)
         nkc_mutex_unlock(&c->maint_lock);
         pthread_join(c->maintenance, NULL);
     }
+    nkc_l2_close(c->l2);
     nkc_l1_destroy(c->l1);
     nkc_mutex_destroy(&c->maint_lock);
     nkc_cond_destroy(&c->maint_cv);
@@ -456,11 +409,6 @@ cache_err_t cache_open(cache_t **out, const cache_config_t *cfg, char *errbuf, s
         return CACHE_EINVAL;
     }
     *out = NULL;
-    if (cfg->v.l2_url[0] != '\0') {
-        nkc_errf(errbuf, errlen, "l2.url: this version of libnakkucache has no Redis tier yet; "
-                                 "leave l2.url empty");
-        return CACHE_EINVAL;
-    }
     struct cache *c = calloc(1, sizeof(*c));
     if (!c)
         return CACHE_ENOMEM;
@@ -478,6 +426,18 @@ cache_err_t cache_open(cache_t **out, const cache_config_t *cfg, char *errbuf, s
         return CACHE_ENOMEM;
     }
     memset(c->stats, 0, sizeof(*c->stats));
+    if (c->cfg.l2_url[0] != '\0') {
+        struct nkc_l2_params p = {.cfg = &c->cfg};
+        cache_err_t err = nkc_l2_open(&c->l2, &p, errbuf, errlen);
+        if (err != CACHE_OK) {
+            cache_destroy(c);
+            return err;
+        }
+        c->ops = (struct nkc_l2ops){.l2 = c->l2,
+                                    .prefix = c->cfg.l2_key_prefix,
+                                    .prefix_len = strlen(c->cfg.l2_key_prefix),
+                                    .lease_ms = c->cfg.l2_lease_ms};
+    }
     if (start_thread(&c->maintenance, maintenance_main, c) != 0) {
         nkc_errf(errbuf, errlen, "cache_open: cannot start the maintenance thread");
         cache_destroy(c);

@@ -300,6 +300,11 @@ void nkc_config_set_clock(cache_config_t *cfg, int64_t (*fn)(void *), void *udat
     cfg->v.clock_udata = udata;
 }
 
+void nkc_config_set_test_no_leases(cache_config_t *cfg, int on)
+{
+    cfg->v.test_no_leases = on;
+}
+
 /* A JSON scalar as the text cache_config_set takes. 0, or -1 for other types. */
 static int json_to_text(json_t *v, char *buf, size_t cap)
 {

@@ -82,6 +82,8 @@ struct nkc_config {
     /* test hook: replaces the coarse monotonic clock (milliseconds) */
     int64_t (*clock_ms)(void *udata);
     void *clock_udata;
+    /* test hook: fills without leases (the control run of the stale-fill test) */
+    int test_no_leases;
 };
 
 struct cache_config {
@@ -94,8 +96,9 @@ int nkc_config_copy(struct nkc_config *dst, const struct nkc_config *src);
 void nkc_config_clear(struct nkc_config *cfg);
 /* docs/CONFIGURATION.md, rendered from the table: a new string (free()). */
 char *nkc_config_doc_markdown(void);
-/* Test hook: a clock for TTLs, in milliseconds. */
+/* Test hooks: a clock for TTLs, in milliseconds; fills without leases. */
 void nkc_config_set_clock(cache_config_t *cfg, int64_t (*fn)(void *), void *udata);
+void nkc_config_set_test_no_leases(cache_config_t *cfg, int on);
 
 /* A parsed l2.url. Text fields are new strings (nkc_url_free). */
 struct nkc_url {

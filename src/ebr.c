@@ -147,11 +147,3 @@ unsigned nkc_thread_slot(void)
         r = acquire_record();
     return r->slot;
 }
-
-double nkc_rand_unit(void)
-{
-    static _Thread_local uint64_t state;
-    if (NKC_UNLIKELY(state == 0))
-        state = (uint64_t)(uintptr_t)&state ^ (uint64_t)nkc_now_ns();
-    return (double)(nkc_mix64(&state) >> 11) * 0x1.0p-53;
-}

@@ -1,18 +1,23 @@
 /*
- * The cache object shared by cache.c (the flow across tiers) and stats.c
- * (rendering). Other modules see only their own private headers.
+ * The cache object shared by cache.c (API and lifecycle), load.c (the miss path
+ * across L2 and the loader) and stats.c (rendering). Other modules see only their
+ * own private headers.
  */
 #ifndef NKC_INTERNAL_H
 #define NKC_INTERNAL_H
 
 #include "config.h"
 #include "l1.h"
+#include "l2.h"
+#include "l2ops.h"
 #include "stats.h"
 #include "sync.h"
 
 struct cache {
     struct nkc_config cfg; /* immutable after cache_open */
     struct nkc_l1 *l1;
+    struct nkc_l2 *l2;     /* NULL without l2.url */
+    struct nkc_l2ops ops;  /* the cache's Redis operations (when l2 is set) */
     struct nkc_stats *stats;
     /* Set once by cache_close (seq_cst), read by every call after its EBR enter;
      * the fence in nkc_ebr_enter pairs with nkc_ebr_synchronize in cache_close. */
@@ -25,5 +30,36 @@ struct cache {
     nkc_cond_t maint_cv;
     int maint_stop;
 };
+
+static inline int64_t nkc_cache_now_ms(const struct cache *c)
+{
+    return c->cfg.clock_ms ? c->cfg.clock_ms(c->cfg.clock_udata) : nkc_now_coarse_ms();
+}
+
+/* ttl (0 = cap) spread by +-ttl_jitter, then held within [1, cap]. */
+static inline uint64_t nkc_jitter_ttl(const struct cache *c, uint64_t ttl, uint64_t cap)
+{
+    if (ttl == 0 || ttl > cap)
+        ttl = cap;
+    if (c->cfg.ttl_jitter > 0)
+        ttl = (uint64_t)((double)ttl * (1.0 + c->cfg.ttl_jitter * (2.0 * nkc_rand_unit() - 1.0)));
+    if (ttl > cap)
+        ttl = cap;
+    return ttl ? ttl : 1;
+}
+
+static inline void nkc_stamp(nkc_entry_t *e, uint64_t ttl, int64_t now)
+{
+    e->ttl_ms = (uint32_t)ttl; /* every L1 TTL is capped by l1.ttl_ms <= UINT32_MAX */
+    e->expire_ms = now + (int64_t)ttl;
+}
+
+/* The miss path (load.c): waits for a load of the key in flight, or leads one
+ * through L2 and the loader. *out gets a new reference on CACHE_OK. */
+cache_err_t nkc_load(struct cache *c, uint64_t hash, const void *key, size_t klen,
+                     nkc_entry_t **out, cache_tier_t *tier);
+/* cache_mget's misses: L2 in one round trip for all leaders, then the loader. */
+void nkc_load_many(struct cache *c, size_t n, const void *const *keys, const size_t *klens,
+                   const uint64_t *hashes, nkc_entry_t **out, cache_err_t *status);
 
 #endif /* NKC_INTERNAL_H */

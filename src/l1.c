@@ -65,6 +65,9 @@ struct stripe {
     struct table *limbo_tables;
     uint64_t sweep_cursor;
     uint64_t max_charge;
+    /* Bumped (release, under the lock) by every put and remove; read (acquire) by
+     * nkc_l1_ticket without the lock. */
+    _Atomic uint64_t write_seq;
     _Atomic uint64_t evictions, expirations; /* written under the lock, read anywhere */
 } NKC_ALIGNED;
 
@@ -534,7 +537,7 @@ static void set_charge(nkc_entry_t *e)
 }
 
 enum nkc_fill nkc_l1_complete(struct nkc_l1 *l1, struct nkc_flight *f, cache_err_t status,
-                              nkc_entry_t *e)
+                              nkc_entry_t *e, int keep)
 {
     if (!f) {
         if (e)
@@ -546,7 +549,9 @@ enum nkc_fill nkc_l1_complete(struct nkc_l1 *l1, struct nkc_flight *f, cache_err
     if (e)
         set_charge(e);
     nkc_mutex_lock(&s->lock);
-    if (e && !f->overtaken)
+    if (e && !keep)
+        fill = NKC_FILL_SKIPPED;
+    else if (e && !f->overtaken)
         fill = insert_locked(s, e) == 0 ? NKC_FILL_INSERTED : NKC_FILL_REFUSED;
     f->done = 1;
     f->status = status;
@@ -563,14 +568,45 @@ enum nkc_fill nkc_l1_complete(struct nkc_l1 *l1, struct nkc_flight *f, cache_err
     return fill;
 }
 
-int nkc_l1_put(struct nkc_l1 *l1, nkc_entry_t *e, int64_t now_ms)
+uint64_t nkc_l1_ticket(struct nkc_l1 *l1, uint64_t hash)
 {
-    (void)now_ms;
+    return atomic_load_explicit(&stripe_of(l1, hash)->write_seq, memory_order_acquire);
+}
+
+static void bump_writes(struct stripe *s)
+{
+    atomic_store_explicit(&s->write_seq,
+                          atomic_load_explicit(&s->write_seq, memory_order_relaxed) + 1,
+                          memory_order_release);
+}
+
+static int remove_locked(struct stripe *s, uint64_t hash, const void *key, size_t klen)
+{
+    overtake(s, hash, key, klen);
+    bump_writes(s);
+    struct table *t = atomic_load_explicit(&s->table, memory_order_relaxed);
+    uint64_t slot;
+    nkc_entry_t *e = probe(t, hash, key, klen, &slot);
+    if (e)
+        unlink_entry(s, t, slot, e, 1);
+    return e != NULL;
+}
+
+int nkc_l1_put(struct nkc_l1 *l1, nkc_entry_t *e, uint64_t ticket)
+{
     struct stripe *s = stripe_of(l1, e->node.hash);
     set_charge(e);
     nkc_mutex_lock(&s->lock);
-    overtake(s, e->node.hash, e->data, e->klen);
-    int r = insert_locked(s, e);
+    int r;
+    if (ticket != NKC_NO_TICKET &&
+        atomic_load_explicit(&s->write_seq, memory_order_relaxed) != ticket) {
+        remove_locked(s, e->node.hash, e->data, e->klen);
+        r = 1;
+    } else {
+        overtake(s, e->node.hash, e->data, e->klen);
+        bump_writes(s);
+        r = insert_locked(s, e);
+    }
     nkc_mutex_unlock(&s->lock);
     return r;
 }
@@ -579,14 +615,9 @@ int nkc_l1_remove(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen
 {
     struct stripe *s = stripe_of(l1, hash);
     nkc_mutex_lock(&s->lock);
-    overtake(s, hash, key, klen);
-    struct table *t = atomic_load_explicit(&s->table, memory_order_relaxed);
-    uint64_t slot;
-    nkc_entry_t *e = probe(t, hash, key, klen, &slot);
-    if (e)
-        unlink_entry(s, t, slot, e, 1);
+    int r = remove_locked(s, hash, key, klen);
     nkc_mutex_unlock(&s->lock);
-    return e != NULL;
+    return r;
 }
 
 /* ---- maintenance ---- */

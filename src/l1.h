@@ -90,14 +90,22 @@ enum nkc_join nkc_l1_join(struct nkc_l1 *l1, uint64_t hash, const void *key, siz
 /* Ends a load: publishes (status, e) to its waiters (each gets its own reference)
  * and inserts e (when not NULL) unless the load was overtaken by a set, delete or
  * invalidation since nkc_l1_join. Consumes the caller's reference to e. */
-enum nkc_fill { NKC_FILL_INSERTED, NKC_FILL_OVERTAKEN, NKC_FILL_REFUSED };
+enum nkc_fill { NKC_FILL_INSERTED, NKC_FILL_OVERTAKEN, NKC_FILL_REFUSED, NKC_FILL_SKIPPED };
+/* keep == 0 publishes e to the waiters without inserting it (NKC_FILL_SKIPPED). */
 enum nkc_fill nkc_l1_complete(struct nkc_l1 *l1, struct nkc_flight *f, cache_err_t status,
-                              nkc_entry_t *e);
+                              nkc_entry_t *e, int keep);
 
+/* A write ticket for the stripe of `hash`: taken before a write goes to Redis, it
+ * lets nkc_l1_put notice that another write of the stripe raced with this one. */
+uint64_t nkc_l1_ticket(struct nkc_l1 *l1, uint64_t hash);
 /* Inserts or replaces e (taking its own reference) and overtakes any load of the
- * key in flight. Returns 0, or -1 when e is too large to keep (nothing changes
- * except that the old entry, if any, is removed and loads are overtaken). */
-int nkc_l1_put(struct nkc_l1 *l1, nkc_entry_t *e, int64_t now_ms);
+ * key in flight. With a ticket (not NKC_NO_TICKET), when another put or remove in
+ * the stripe happened since the ticket was taken, the key is removed instead (the
+ * two writes' order in Redis is unknown here). Returns 0 when inserted, 1 when
+ * removed for a raced ticket, -1 when e is too large to keep (the old entry is
+ * removed either way). */
+#define NKC_NO_TICKET UINT64_MAX
+int nkc_l1_put(struct nkc_l1 *l1, nkc_entry_t *e, uint64_t ticket);
 /* Removes the key and overtakes any load of it in flight. Returns 1 if it was present. */
 int nkc_l1_remove(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen);
 

@@ -94,7 +94,19 @@ char *cache_stats_json(cache_t *c)
         bad |= put_u64(root, "l1.evictions", t.evictions);
         bad |= put_u64(root, "l1.expirations", t.expirations);
         bad |= put_u64(root, "l1.stripes", nkc_l1_stripes(c->l1));
-        bad |= put_path(root, "l2.configured", json_boolean(c->cfg.l2_url[0] != '\0'));
+        bad |= put_path(root, "l2.configured", json_boolean(c->l2 != NULL));
+    }
+    if (!bad && c->l2) {
+        struct nkc_l2_totals l2;
+        nkc_l2_totals(c->l2, &l2);
+        bad |= put_u64(root, "l2.commands", l2.commands) | put_u64(root, "l2.errors", l2.errors);
+        bad |= put_u64(root, "l2.timeouts", l2.timeouts);
+        bad |= put_u64(root, "l2.protocol_errors", l2.protocol_errors);
+        bad |= put_u64(root, "l2.reconnects", l2.reconnects);
+        bad |= put_u64(root, "l2.connect_failures", l2.connect_failures);
+        bad |= put_u64(root, "l2.breaker_trips", l2.breaker_trips);
+        bad |= put_u64(root, "l2.skipped_breaker_open", l2.skipped_open);
+        bad |= put_path(root, "l2.breaker", json_string(nkc_breaker_name(l2.breaker)));
     }
     char *text = bad ? NULL : nkc_json_text(root);
     json_decref(root);

@@ -26,7 +26,21 @@
     X(LOADER_FAILURES, "loader.failures", "loader calls that failed")                 \
     X(LOADER_NS, "loader.latency_ns_sum", "total time spent in the loader (ns)")      \
     X(SETS, "ops.sets", "cache_set calls that succeeded")                             \
-    X(DELS, "ops.dels", "cache_del calls that succeeded")
+    X(DELS, "ops.dels", "cache_del calls that succeeded")                             \
+    X(WRITE_FAILURES, "ops.write_failures", "cache_set/cache_del calls Redis did not " \
+      "take")                                                                         \
+    X(L2_HITS, "l2.hits", "L1 misses served by Redis (negative entries included)")     \
+    X(L2_MISSES, "l2.misses", "L1 misses Redis did not have")                         \
+    X(L2_FAILURES, "l2.failures", "lookups that fell through to the loader because "  \
+      "Redis failed, timed out or the breaker was open")                            \
+    X(L2_BAD_VALUES, "l2.bad_values", "keys under our prefix holding foreign data or " \
+      "the wrong type (treated as misses)")                                           \
+    X(L2_FILLS, "l2.fills", "loader results written to Redis under a lease")          \
+    X(L2_FILLS_LOST, "l2.fills_lost", "fills refused because a set or delete voided " \
+      "the lease")                                                                    \
+    X(LEASE_WAITS, "l2.lease_waits", "lookups that waited for another process's load") \
+    X(LEASE_WAIT_TIMEOUTS, "l2.lease_wait_timeouts", "lease waits that gave up and "  \
+      "loaded without filling")
 
 enum nkc_counter {
 #define NKC_COUNTER_ENUM(name, path, doc) NKC_C_##name,

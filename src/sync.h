@@ -94,7 +94,9 @@ static inline uint64_t nkc_mix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-/* A uniform double in [0, 1) from the calling thread's own generator. */
+/* A uniform double in [0, 1), and 64 random bits, from the calling thread's own
+ * generator (seeded from its address and the clock; not cryptographic). */
 double nkc_rand_unit(void);
+uint64_t nkc_rand_u64(void);
 
 #endif /* NKC_SYNC_H */

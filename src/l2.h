@@ -1,0 +1,79 @@
+/*
+ * The Redis client layer: a pool of connections driven with non-blocking sockets
+ * and poll() so every command has a real deadline, hiredis used only to format
+ * commands and parse replies (with object functions that refuse oversized replies
+ * before allocating them), reconnect with back-off that re-runs the whole
+ * handshake, and a circuit breaker. The only code that includes hiredis.
+ */
+#ifndef NKC_L2_H
+#define NKC_L2_H
+
+#include "config.h"
+#include "nakkucache.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum nkc_reply_type {
+    NKC_R_STRING = 1, NKC_R_ARRAY, NKC_R_INTEGER, NKC_R_NIL, NKC_R_STATUS, NKC_R_ERROR
+};
+
+/* A parsed reply; free with nkc_reply_free. */
+struct nkc_reply {
+    enum nkc_reply_type type;
+    long long integer;
+    size_t len;              /* string, status and error */
+    char *str;               /* NUL-terminated copy */
+    size_t n;                /* array */
+    struct nkc_reply **elem;
+};
+void nkc_reply_free(struct nkc_reply *r);
+
+/* One command: argv[i] is argvlen[i] bytes (binary-safe). */
+struct nkc_cmd {
+    int argc;
+    const char *const *argv;
+    const size_t *argvlen;
+};
+
+struct nkc_l2_params {
+    const struct nkc_config *cfg; /* l2.url, timeouts, pool size, breaker, limits */
+};
+
+struct nkc_l2;
+
+/* Connects one pooled connection (handshake included) so that a wrong address or
+ * password fails here with a clear message; the others connect on first use. */
+cache_err_t nkc_l2_open(struct nkc_l2 **out, const struct nkc_l2_params *p, char *errbuf,
+                        size_t errlen);
+void nkc_l2_close(struct nkc_l2 *l2);
+
+/* Runs n commands as one pipeline (one round trip) on the connection that serves
+ * route_key, each reply into out[i] (new; the caller frees them). Returns CACHE_OK
+ * when every reply arrived (error replies included: inspect their type), CACHE_EL2
+ * on I/O or protocol failure, while the breaker is open or while reconnecting is
+ * backing off, CACHE_ETIMEOUT when the deadline (l2.timeout_ms for the whole
+ * pipeline, plus waiting for a free connection) passed. On failure out[] is all
+ * NULL and the connection was poisoned and will be replaced. */
+cache_err_t nkc_l2_pipeline(struct nkc_l2 *l2, const void *route_key, size_t route_klen,
+                            size_t n, const struct nkc_cmd *cmds, struct nkc_reply **out);
+/* One command; the same contract. */
+cache_err_t nkc_l2_command(struct nkc_l2 *l2, const void *route_key, size_t route_klen,
+                           int argc, const char *const *argv, const size_t *argvlen,
+                           struct nkc_reply **out);
+
+/* The state of the tier for stats and health. */
+enum nkc_breaker_state { NKC_BREAKER_CLOSED, NKC_BREAKER_OPEN, NKC_BREAKER_HALF_OPEN };
+struct nkc_l2_totals {
+    uint64_t commands, errors, timeouts, protocol_errors, reconnects, connect_failures;
+    uint64_t breaker_trips, skipped_open;
+    enum nkc_breaker_state breaker;
+};
+void nkc_l2_totals(struct nkc_l2 *l2, struct nkc_l2_totals *t);
+const char *nkc_breaker_name(enum nkc_breaker_state s);
+
+/* Test hooks: the file descriptor of pooled connection i (-1 when closed), and the
+ * number of pooled connections. */
+int nkc_l2_conn_fd(struct nkc_l2 *l2, unsigned i);
+
+#endif /* NKC_L2_H */

@@ -1,0 +1,309 @@
+/*
+ * Redis operations of the cache (see l2ops.h and docs/FORMAT.md). Every stored
+ * value is an envelope: 'V' + value bytes, 'N' (not found), or 'L' + lease token.
+ * Each operation is one round trip: lookups and fills are Lua scripts so that the
+ * read, the TTL and the lease decision happen atomically on the server.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "l2ops.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* {kind, value, pttl}: kind 1 value, 2 someone's lease, 3 our new lease, 0 absent */
+static const char lookup_lua[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v then\n"
+    "  if string.byte(v, 1) == 76 then return {2, '', redis.call('PTTL', KEYS[1])} end\n"
+    "  return {1, v, redis.call('PTTL', KEYS[1])}\n"
+    "end\n"
+    "if ARGV[1] == '' then return {0, '', 0} end\n"
+    "redis.call('SET', KEYS[1], 'L' .. ARGV[1], 'PX', ARGV[2])\n"
+    "return {3, '', tonumber(ARGV[2])}\n";
+
+static const char fill_lua[] =
+    "if redis.call('GET', KEYS[1]) == 'L' .. ARGV[1] then\n"
+    "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";
+
+static const char release_lua[] =
+    "if redis.call('GET', KEYS[1]) == 'L' .. ARGV[1] then\n"
+    "  return redis.call('DEL', KEYS[1])\n"
+    "end\n"
+    "return 0\n";
+
+/* A prefixed key: inline for the usual sizes, heap beyond. */
+struct pkey {
+    char *p;
+    size_t len;
+    char inline_buf[256];
+};
+
+static int pkey_make(struct pkey *k, const struct nkc_l2ops *o, const void *key, size_t klen)
+{
+    k->len = o->prefix_len + klen;
+    k->p = k->len <= sizeof(k->inline_buf) ? k->inline_buf : malloc(k->len);
+    if (!k->p)
+        return -1;
+    memcpy(k->p, o->prefix, o->prefix_len);
+    memcpy(k->p + o->prefix_len, key, klen);
+    return 0;
+}
+
+static void pkey_free(struct pkey *k)
+{
+    if (k->p != k->inline_buf)
+        free(k->p);
+}
+
+void nkc_lookup_clear(struct nkc_lookup *lk)
+{
+    nkc_reply_free(lk->reply);
+    memset(lk, 0, sizeof(*lk));
+}
+
+/* Decodes a lookup script's reply. Error replies (wrong type) and foreign data
+ * are NKC_FOUND_BAD: treated as a miss, counted by the caller. */
+static void decode_lookup(struct nkc_reply *r, struct nkc_lookup *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->reply = r;
+    out->found = NKC_FOUND_BAD;
+    if (r->type != NKC_R_ARRAY || r->n != 3 || r->elem[0]->type != NKC_R_INTEGER ||
+        r->elem[2]->type != NKC_R_INTEGER || r->elem[1]->type != NKC_R_STRING)
+        return;
+    out->pttl_ms = r->elem[2]->integer;
+    switch (r->elem[0]->integer) {
+    case 0: out->found = NKC_FOUND_MISS; return;
+    case 2: out->found = NKC_FOUND_LEASE_OTHER; return;
+    case 3: out->found = NKC_FOUND_LEASE_MINE; return;
+    default: break;
+    }
+    const unsigned char *v = (const unsigned char *)r->elem[1]->str;
+    size_t len = r->elem[1]->len;
+    if (len == 1 && v[0] == 'N') {
+        out->found = NKC_FOUND_NEGATIVE;
+    } else if (len >= 1 && v[0] == 'V') {
+        out->found = NKC_FOUND_VALUE;
+        out->data = v + 1;
+        out->len = len - 1;
+    }
+}
+
+struct script_args {
+    const char *argv[7];
+    size_t lens[7];
+    char n1[24], n2[24];
+};
+
+/* EVAL script 1 key [args]: argv[0..3] are "EVAL", body, "1", key. */
+static void script_begin(struct script_args *a, const char *body, const struct pkey *k)
+{
+    a->argv[0] = "EVAL";
+    a->lens[0] = 4;
+    a->argv[1] = body;
+    a->lens[1] = strlen(body);
+    a->argv[2] = "1";
+    a->lens[2] = 1;
+    a->argv[3] = k->p;
+    a->lens[3] = k->len;
+}
+
+static void token_text(char *buf, size_t cap, uint64_t token)
+{
+    if (token)
+        snprintf(buf, cap, "%016" PRIx64, token);
+    else
+        buf[0] = '\0';
+}
+
+static void lookup_args(struct script_args *a, const struct nkc_l2ops *o, const struct pkey *k,
+                        uint64_t token)
+{
+    script_begin(a, lookup_lua, k);
+    token_text(a->n1, sizeof(a->n1), token);
+    snprintf(a->n2, sizeof(a->n2), "%" PRIu64, o->lease_ms);
+    a->argv[4] = a->n1;
+    a->lens[4] = strlen(a->n1);
+    a->argv[5] = a->n2;
+    a->lens[5] = strlen(a->n2);
+}
+
+cache_err_t nkc_l2ops_lookup_many(const struct nkc_l2ops *o, size_t n, const void *const *keys,
+                                  const size_t *klens, const uint64_t *tokens,
+                                  struct nkc_lookup *out)
+{
+    struct pkey *pk = calloc(n, sizeof(*pk));
+    struct script_args *args = calloc(n, sizeof(*args));
+    struct nkc_cmd *cmds = calloc(n, sizeof(*cmds));
+    struct nkc_reply **replies = calloc(n, sizeof(*replies));
+    cache_err_t err = (pk && args && cmds && replies) ? CACHE_OK : CACHE_ENOMEM;
+    size_t made = 0;
+    for (; made < n && err == CACHE_OK; made++) {
+        if (pkey_make(&pk[made], o, keys[made], klens[made]) != 0) {
+            err = CACHE_ENOMEM;
+            break;
+        }
+        lookup_args(&args[made], o, &pk[made], tokens[made]);
+        cmds[made] = (struct nkc_cmd){6, args[made].argv, args[made].lens};
+    }
+    if (err == CACHE_OK && n > 0)
+        err = nkc_l2_pipeline(o->l2, keys[0], klens[0], n, cmds, replies);
+    for (size_t i = 0; i < n && out; i++) {
+        if (err == CACHE_OK)
+            decode_lookup(replies[i], &out[i]);
+        else
+            memset(&out[i], 0, sizeof(out[i]));
+    }
+    for (size_t i = 0; i < made; i++)
+        pkey_free(&pk[i]);
+    free(pk);
+    free(args);
+    free(cmds);
+    free(replies);
+    return err;
+}
+
+cache_err_t nkc_l2ops_lookup(const struct nkc_l2ops *o, const void *key, size_t klen,
+                             uint64_t token, struct nkc_lookup *out)
+{
+    struct pkey k;
+    if (pkey_make(&k, o, key, klen) != 0)
+        return CACHE_ENOMEM;
+    struct script_args a;
+    lookup_args(&a, o, &k, token);
+    struct nkc_reply *r;
+    cache_err_t err = nkc_l2_command(o->l2, key, klen, 6, a.argv, a.lens, &r);
+    pkey_free(&k);
+    if (err == CACHE_OK)
+        decode_lookup(r, out);
+    else
+        memset(out, 0, sizeof(*out));
+    return err;
+}
+
+/* 'V' + value, or "N": a new buffer. */
+static char *envelope(int negative, const void *val, size_t vlen, size_t *len)
+{
+    *len = negative ? 1 : vlen + 1;
+    char *env = malloc(*len);
+    if (!env)
+        return NULL;
+    env[0] = negative ? 'N' : 'V';
+    if (!negative && vlen)
+        memcpy(env + 1, val, vlen);
+    return env;
+}
+
+/* Runs a one-key script whose reply is an integer; *result gets it. */
+static cache_err_t run_int_script(const struct nkc_l2ops *o, struct script_args *a, int argc,
+                                  const void *key, size_t klen, long long *result)
+{
+    struct nkc_reply *r;
+    cache_err_t err = nkc_l2_command(o->l2, key, klen, argc, a->argv, a->lens, &r);
+    if (err != CACHE_OK)
+        return err;
+    if (r->type == NKC_R_INTEGER)
+        *result = r->integer;
+    else
+        err = CACHE_EL2; /* an error reply: wrong type under our key, or a refused script */
+    nkc_reply_free(r);
+    return err;
+}
+
+cache_err_t nkc_l2ops_fill(const struct nkc_l2ops *o, const void *key, size_t klen,
+                           uint64_t token, int negative, const void *val, size_t vlen,
+                           uint64_t ttl_ms, int *filled)
+{
+    *filled = 0;
+    struct pkey k;
+    size_t elen;
+    char *env = envelope(negative, val, vlen, &elen);
+    if (!env || pkey_make(&k, o, key, klen) != 0) {
+        free(env);
+        return CACHE_ENOMEM;
+    }
+    struct script_args a;
+    script_begin(&a, fill_lua, &k);
+    token_text(a.n1, sizeof(a.n1), token);
+    snprintf(a.n2, sizeof(a.n2), "%" PRIu64, ttl_ms);
+    a.argv[4] = a.n1;
+    a.lens[4] = strlen(a.n1);
+    a.argv[5] = env;
+    a.lens[5] = elen;
+    a.argv[6] = a.n2;
+    a.lens[6] = strlen(a.n2);
+    long long res = 0;
+    cache_err_t err = run_int_script(o, &a, 7, key, klen, &res);
+    *filled = err == CACHE_OK && res == 1;
+    pkey_free(&k);
+    free(env);
+    return err;
+}
+
+cache_err_t nkc_l2ops_release(const struct nkc_l2ops *o, const void *key, size_t klen,
+                              uint64_t token)
+{
+    struct pkey k;
+    if (pkey_make(&k, o, key, klen) != 0)
+        return CACHE_ENOMEM;
+    struct script_args a;
+    script_begin(&a, release_lua, &k);
+    token_text(a.n1, sizeof(a.n1), token);
+    a.argv[4] = a.n1;
+    a.lens[4] = strlen(a.n1);
+    long long res = 0;
+    cache_err_t err = run_int_script(o, &a, 5, key, klen, &res);
+    pkey_free(&k);
+    return err;
+}
+
+/* Runs a plain command whose only acceptable replies are status or integer. */
+static cache_err_t run_plain(const struct nkc_l2ops *o, int argc, const char **argv,
+                             const size_t *lens, const void *key, size_t klen)
+{
+    struct nkc_reply *r;
+    cache_err_t err = nkc_l2_command(o->l2, key, klen, argc, argv, lens, &r);
+    if (err == CACHE_OK && r->type != NKC_R_STATUS && r->type != NKC_R_INTEGER)
+        err = CACHE_EL2;
+    nkc_reply_free(r);
+    return err;
+}
+
+cache_err_t nkc_l2ops_set(const struct nkc_l2ops *o, const void *key, size_t klen,
+                          const void *val, size_t vlen, uint64_t ttl_ms)
+{
+    struct pkey k;
+    size_t elen;
+    char *env = envelope(0, val, vlen, &elen);
+    if (!env || pkey_make(&k, o, key, klen) != 0) {
+        free(env);
+        return CACHE_ENOMEM;
+    }
+    char ttl[24];
+    snprintf(ttl, sizeof(ttl), "%" PRIu64, ttl_ms);
+    const char *argv[5] = {"SET", k.p, env, "PX", ttl};
+    size_t lens[5] = {3, k.len, elen, 2, strlen(ttl)};
+    cache_err_t err = run_plain(o, 5, argv, lens, key, klen);
+    pkey_free(&k);
+    free(env);
+    return err;
+}
+
+cache_err_t nkc_l2ops_del(const struct nkc_l2ops *o, const void *key, size_t klen)
+{
+    struct pkey k;
+    if (pkey_make(&k, o, key, klen) != 0)
+        return CACHE_ENOMEM;
+    const char *argv[2] = {"DEL", k.p};
+    size_t lens[2] = {3, k.len};
+    cache_err_t err = run_plain(o, 2, argv, lens, key, klen);
+    pkey_free(&k);
+    return err;
+}

@@ -1,0 +1,62 @@
+/*
+ * The cache's operations on Redis: the value envelope (docs/FORMAT.md) and the
+ * lease scripts that stop stale fills and cross-process stampedes. Built on the
+ * client layer's nkc_l2_pipeline; never sees hiredis.
+ */
+#ifndef NKC_L2OPS_H
+#define NKC_L2OPS_H
+
+#include "l2.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* What a lookup found under a key. */
+enum nkc_found {
+    NKC_FOUND_VALUE,       /* data/len hold the value */
+    NKC_FOUND_NEGATIVE,    /* a cached not-found */
+    NKC_FOUND_LEASE_MINE,  /* absent: this caller now holds the fill lease */
+    NKC_FOUND_LEASE_OTHER, /* absent: someone else is loading it */
+    NKC_FOUND_MISS,        /* absent, and no lease was asked for */
+    NKC_FOUND_BAD,         /* not ours: wrong type or not our envelope */
+};
+
+struct nkc_lookup {
+    enum nkc_found found;
+    const unsigned char *data; /* borrowed from reply */
+    size_t len;
+    int64_t pttl_ms;           /* remaining TTL in Redis; -1 = none */
+    struct nkc_reply *reply;   /* owns data; free with nkc_lookup_clear */
+};
+void nkc_lookup_clear(struct nkc_lookup *lk);
+
+/* The prefix every key gets, and what the lease operations need. */
+struct nkc_l2ops {
+    struct nkc_l2 *l2;
+    const char *prefix;
+    size_t prefix_len;
+    uint64_t lease_ms;
+};
+
+/* Reads key and its TTL in one round trip. With a non-zero token, an absent key
+ * gets a lease for that token (lease_ms long). */
+cache_err_t nkc_l2ops_lookup(const struct nkc_l2ops *o, const void *key, size_t klen,
+                             uint64_t token, struct nkc_lookup *out);
+/* The same for n keys in one pipeline (one round trip); tokens[i] as above. */
+cache_err_t nkc_l2ops_lookup_many(const struct nkc_l2ops *o, size_t n, const void *const *keys,
+                                  const size_t *klens, const uint64_t *tokens,
+                                  struct nkc_lookup *out);
+/* Writes the value (or, with negative, a not-found) only if key still holds our
+ * lease; *filled tells whether it did. A delete or set since the lease voids it. */
+cache_err_t nkc_l2ops_fill(const struct nkc_l2ops *o, const void *key, size_t klen,
+                           uint64_t token, int negative, const void *val, size_t vlen,
+                           uint64_t ttl_ms, int *filled);
+/* Drops our lease if it is still ours (after a failed load). */
+cache_err_t nkc_l2ops_release(const struct nkc_l2ops *o, const void *key, size_t klen,
+                              uint64_t token);
+/* Unconditional write (voids any lease) and delete. */
+cache_err_t nkc_l2ops_set(const struct nkc_l2ops *o, const void *key, size_t klen,
+                          const void *val, size_t vlen, uint64_t ttl_ms);
+cache_err_t nkc_l2ops_del(const struct nkc_l2ops *o, const void *key, size_t klen);
+
+#endif /* NKC_L2OPS_H */
