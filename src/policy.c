@@ -13,7 +13,7 @@
 enum { Q_WINDOW, Q_PROBATION, Q_PROTECTED, Q_COUNT };
 
 /* Tuning, each checked on the traces in docs/POLICY.md (a broad optimum, not a
- * knife edge: halving or doubling ADAPT_STEP_DIV or GHOST_DEPTH_DIV keeps the bar). */
+ * knife edge: halving or doubling ADAPT_STEP or GHOST_DEPTH_DIV keeps the bar). */
 #define SHARE_ONE 65536u       /* the window's share of the budget, in 1/SHARE_ONE */
 #define INITIAL_SHARE 655u     /* 1%: start as W-TinyLFU does */
 #define MAX_SHARE 61440u       /* 15/16: main always keeps some room, so its ghost
