@@ -155,20 +155,25 @@ typedef struct nkb_row {
 
 /* ---------------------------------------------------------------- caffeine */
 
-typedef struct nkb_caffeine {
-    nkb_row_t rows[NKB_MAX_POINTS]; /* rows[i] is at o->threads[i] */
-    double heap_per_entry; /* JVM heap growth per entry beyond key + value bytes,
-                              between full GCs around the prefill; < 0 unknown */
-    char why[256];         /* when not measured: why */
-} nkb_caffeine_t;
+/* A running Caffeine comparison: bench/caffeine/CaffeineBench.java in a JVM that
+ * holds the prefilled cache and waits for "measure N" requests. */
+typedef struct nkb_caffeine nkb_caffeine_t;
 
-/* Runs bench/caffeine/CaffeineBench.java on the same workload: writes the key
- * sequences (seqs[t], seq_len each, one per thread up to the largest count) to a
- * temporary file, compiles the program with javac against o->caffeine_jar, runs it
- * and fills out. Returns 1 when measured, 0 when skipped (Java or the jar missing),
- * -1 on failure; out->why says why for 0 and -1. */
-int nkb_caffeine_run(const nkb_opts_t *o, uint32_t *const *seqs, size_t seq_len,
-                     nkb_caffeine_t *out);
+/* Writes the key sequences (seqs[t], seq_len each, one per thread up to the largest
+ * count) to a temporary file, compiles the program with javac against
+ * o->caffeine_jar, starts it and waits until it is prefilled and warmed up
+ * (o->warmup_ms). Returns 1 with *out a new session, 0 when skipped (no javac or no
+ * jar), -1 on failure; for 0 and -1 *out is NULL and why says why. */
+int nkb_caffeine_start(const nkb_opts_t *o, uint32_t *const *seqs, size_t seq_len,
+                       nkb_caffeine_t **out, char *why, size_t whylen);
+/* Measures one point at `threads` threads (o->duration_ms or o->ops, as given to
+ * start) into row. Returns 0, or -1 when the JVM failed. */
+int nkb_caffeine_measure(nkb_caffeine_t *c, unsigned threads, nkb_row_t *row);
+/* JVM heap growth per entry beyond key + value bytes across the prefill, between
+ * full GCs; < 0 when unknown. */
+double nkb_caffeine_heap_per_entry(const nkb_caffeine_t *c);
+/* Ends the JVM and removes the temporary directory. NULL is a no-op. */
+void nkb_caffeine_stop(nkb_caffeine_t *c);
 
 /* ---------------------------------------------------------------- memory */
 
@@ -180,7 +185,7 @@ typedef struct nkb_memory {
     double lib_malloc;      /* from glibc's in-use heap (mallinfo2), cache_open included */
     double lib_open_bytes;  /* what cache_open alone allocated (in lib_malloc) */
     double lockmap_malloc;  /* the baseline map, measured the same way */
-    double caffeine_heap;   /* nkb_caffeine_t.heap_per_entry when known, else < 0 */
+    double caffeine_heap;   /* nkb_caffeine_heap_per_entry when known, else < 0 */
 } nkb_memory_t;
 
 /* Returns 0, or -1 (message on stderr). */

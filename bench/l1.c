@@ -22,10 +22,11 @@
 /* The C implementations, in the order they are measured and printed. */
 static const struct impl_name {
     const char *impl, *key;
-} impls[NKB_L1_C_IMPLS] = {
+} impls[NKB_L1_IMPLS] = {
     {"nakkucache get+release", "nakkucache_get"},
     {"nakkucache get_copy", "nakkucache_get_copy"},
     {"mutex map (baseline)", "mutex_map"},
+    {"caffeine", "caffeine"},
 };
 
 /* What every measured point reads; immutable while threads run. */
@@ -286,12 +287,25 @@ static int by_rate(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Every C point, o->repeat rounds interleaved so that drift on a shared machine hits
- * each implementation alike; each reported row is its median round. */
-static int measure_c(struct world *w, struct nkb_l1_report *rep)
+/* One point of one row into out. A Caffeine failure drops the Caffeine rows only. */
+static int measure_cell(struct world *w, struct nkb_l1_report *rep, nkb_caffeine_t *caf,
+                        int impl, unsigned n, nkb_row_t *out)
+{
+    if (impl != NKB_L1_CAFFEINE)
+        return measure(w, impl, n, out);
+    if (rep->caffeine == NKB_CAFFEINE_OK && nkb_caffeine_measure(caf, n, out) != 0) {
+        rep->caffeine = NKB_CAFFEINE_FAILED;
+        snprintf(rep->caffeine_why, sizeof rep->caffeine_why, "the JVM failed while measuring");
+    }
+    return 0;
+}
+
+/* Every point of every row, o->repeat rounds, interleaved so that drift on a shared
+ * machine hits each row alike; each reported row is its median round. */
+static int measure_rounds(struct world *w, struct nkb_l1_report *rep, nkb_caffeine_t *caf)
 {
     const nkb_opts_t *o = w->o;
-    const size_t rounds = o->repeat, cells = o->n_points * NKB_L1_C_IMPLS;
+    const size_t rounds = o->repeat, cells = o->n_points * NKB_L1_IMPLS;
     nkb_row_t *runs = calloc(cells * rounds, sizeof *runs);
     int rc = -1;
 
@@ -299,18 +313,20 @@ static int measure_c(struct world *w, struct nkb_l1_report *rep)
         return -1;
     for (size_t r = 0; r < rounds; r++) {
         for (size_t cell = 0; cell < cells; cell++) {
-            int impl = (int)(cell % NKB_L1_C_IMPLS);
-            unsigned n = o->threads[cell / NKB_L1_C_IMPLS];
+            int impl = (int)(cell % NKB_L1_IMPLS);
+            unsigned n = o->threads[cell / NKB_L1_IMPLS];
 
+            if (impl == NKB_L1_CAFFEINE && rep->caffeine != NKB_CAFFEINE_OK)
+                continue;
             fprintf(stderr, "nakkucache-bench l1: %s, %u thread(s), round %zu/%zu\n",
                     impls[impl].impl, n, r + 1, rounds);
-            if (measure(w, impl, n, &runs[cell * rounds + r]) != 0)
+            if (measure_cell(w, rep, caf, impl, n, &runs[cell * rounds + r]) != 0)
                 goto out;
         }
     }
     for (size_t cell = 0; cell < cells; cell++) {
         qsort(runs + cell * rounds, rounds, sizeof *runs, by_rate);
-        rep->rows[cell / NKB_L1_C_IMPLS][cell % NKB_L1_C_IMPLS] = runs[cell * rounds + rounds / 2];
+        rep->rows[cell / NKB_L1_IMPLS][cell % NKB_L1_IMPLS] = runs[cell * rounds + rounds / 2];
     }
     rc = 0;
 out:
@@ -318,23 +334,30 @@ out:
     return rc;
 }
 
-/* Every C point, then Caffeine (its JVM runs all thread counts in one go). */
+/* Starts Caffeine's JVM (it prefills and warms up while this process waits), then
+ * measures every row. */
 static int measure_all(struct world *w, struct nkb_l1_report *rep)
 {
     const nkb_opts_t *o = w->o;
+    nkb_caffeine_t *caf = NULL;
+    int rc;
 
-    if (measure_c(w, rep) != 0)
-        return -1;
-    world_free_maps(w);
+    rep->caffeine_heap = -1.0;
     if (!o->caffeine) {
         rep->caffeine = NKB_CAFFEINE_OFF;
-        snprintf(rep->caf.why, sizeof rep->caf.why, "--no-caffeine");
-        return 0;
+        snprintf(rep->caffeine_why, sizeof rep->caffeine_why, "--no-caffeine");
+    } else {
+        fprintf(stderr, "nakkucache-bench l1: starting caffeine (prefill, JVM warm-up %llu ms)\n",
+                (unsigned long long)o->warmup_ms);
+        rep->caffeine = nkb_caffeine_start(o, w->seqs, SEQ_LEN, &caf, rep->caffeine_why,
+                                           sizeof rep->caffeine_why);
+        if (caf != NULL)
+            rep->caffeine_heap = nkb_caffeine_heap_per_entry(caf);
     }
-    fprintf(stderr, "nakkucache-bench l1: caffeine (JVM warm-up %llu ms)\n",
-            (unsigned long long)o->warmup_ms);
-    rep->caffeine = nkb_caffeine_run(o, w->seqs, SEQ_LEN, &rep->caf);
-    return 0;
+    rc = measure_rounds(w, rep, caf);
+    nkb_caffeine_stop(caf);
+    world_free_maps(w);
+    return rc;
 }
 
 int nkb_l1_main(int argc, char **argv)
@@ -359,7 +382,7 @@ int nkb_l1_main(int argc, char **argv)
     rep->batch = NKB_L1_BATCH;
     if (o.memory && nkb_memory_measure(&o, &rep->memory) == 0) {
         rep->has_memory = 1;
-        rep->memory.caffeine_heap = rep->caffeine == NKB_CAFFEINE_OK ? rep->caf.heap_per_entry : -1;
+        rep->memory.caffeine_heap = rep->caffeine_heap;
     }
     rep->load_after = nkb_loadavg();
     nkb_l1_report_print(rep);

@@ -11,19 +11,21 @@
 
 #define NKB_L1_BATCH 64 /* lookups per timed batch */
 
-/* The C implementations measured in-process, in print order. */
-enum { NKB_L1_GET, NKB_L1_GET_COPY, NKB_L1_MAP, NKB_L1_C_IMPLS };
+/* The rows at each thread count, in measuring and print order: the C ones run in
+ * this process, Caffeine in the JVM that nkb_caffeine_start keeps. */
+enum { NKB_L1_GET, NKB_L1_GET_COPY, NKB_L1_MAP, NKB_L1_CAFFEINE, NKB_L1_IMPLS };
 
-/* nkb_caffeine_run's results plus "not asked for". */
+/* nkb_caffeine_start's results plus "not asked for". */
 enum { NKB_CAFFEINE_FAILED = -1, NKB_CAFFEINE_SKIPPED = 0, NKB_CAFFEINE_OK = 1,
        NKB_CAFFEINE_OFF = 2 };
 
 struct nkb_l1_report {
     const nkb_opts_t *o;
     unsigned batch;
-    nkb_row_t rows[NKB_MAX_POINTS][NKB_L1_C_IMPLS]; /* [point][impl] */
-    int caffeine;          /* NKB_CAFFEINE_* */
-    nkb_caffeine_t caf;
+    nkb_row_t rows[NKB_MAX_POINTS][NKB_L1_IMPLS]; /* [point][impl] */
+    int caffeine;          /* NKB_CAFFEINE_*; the Caffeine rows are valid when _OK */
+    char caffeine_why[256]; /* why not, otherwise */
+    double caffeine_heap;   /* nkb_caffeine_heap_per_entry, or -1 */
     double load_before, load_after; /* nkb_loadavg() around the measurements */
     int has_memory;
     nkb_memory_t memory;

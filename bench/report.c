@@ -37,7 +37,7 @@ static double ratio(double num, const nkb_row_t *den)
 
 static const nkb_row_t *caffeine_row(const struct nkb_l1_report *rep, size_t p)
 {
-    return rep->caffeine == NKB_CAFFEINE_OK ? &rep->caf.rows[p] : NULL;
+    return rep->caffeine == NKB_CAFFEINE_OK ? &rep->rows[p][NKB_L1_CAFFEINE] : NULL;
 }
 
 static void print_ratio(double r)
@@ -83,13 +83,13 @@ static void print_table(const struct nkb_l1_report *rep)
     printf("%7s  %-24s %10s %7s %7s %7s %11s %11s %9s\n", "threads", "implementation",
            "ops/s", "p50 ns", "p99 ns", "p999 ns", "vs mutex", "vs caffeine", "misses");
     for (size_t p = 0; p < o->n_points; p++) {
-        for (int i = 0; i < NKB_L1_C_IMPLS; i++)
+        for (int i = 0; i < NKB_L1_CAFFEINE; i++)
             print_row(rep, p, &rep->rows[p][i]);
         if (caffeine_row(rep, p) != NULL)
             print_row(rep, p, caffeine_row(rep, p));
     }
     if (rep->caffeine != NKB_CAFFEINE_OK)
-        printf("Caffeine: %s (%s)\n", caffeine_status(rep->caffeine), rep->caf.why);
+        printf("Caffeine: %s (%s)\n", caffeine_status(rep->caffeine), rep->caffeine_why);
     if (rep->has_memory) {
         printf("\n");
         nkb_memory_print(&rep->memory, o);
@@ -131,7 +131,7 @@ static void print_json(const struct nkb_l1_report *rep)
     json_t *doc;
 
     for (size_t p = 0; p < rep->o->n_points; p++) {
-        for (int i = 0; i < NKB_L1_C_IMPLS; i++)
+        for (int i = 0; i < NKB_L1_CAFFEINE; i++)
             json_array_append_new(rows, row_json(rep, p, &rep->rows[p][i]));
         if (caffeine_row(rep, p) != NULL)
             json_array_append_new(rows, row_json(rep, p, caffeine_row(rep, p)));
@@ -141,7 +141,7 @@ static void print_json(const struct nkb_l1_report *rep)
                     (int)sysconf(_SC_NPROCESSORS_ONLN), "load_before", rep->load_before,
                     "load_after", rep->load_after, "rows", rows, "caffeine", "status",
                     caffeine_status(rep->caffeine), "reason",
-                    rep->caffeine == NKB_CAFFEINE_OK ? "" : rep->caf.why, "memory",
+                    rep->caffeine == NKB_CAFFEINE_OK ? "" : rep->caffeine_why, "memory",
                     rep->has_memory ? nkb_memory_json(&rep->memory) : json_null());
     if (doc == NULL || json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) != 0)
         fprintf(stderr, "nakkucache-bench: cannot render JSON\n");

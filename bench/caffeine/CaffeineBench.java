@@ -3,20 +3,23 @@
  * compiles and runs this file itself; it can also be run by hand:
  *
  *   javac -cp /usr/share/java/caffeine.jar -d /tmp/cb CaffeineBench.java
- *   java -cp /tmp/cb:/usr/share/java/caffeine.jar CaffeineBench --seq FILE [flags]
+ *   echo 'measure 1' | java -cp /tmp/cb:/usr/share/java/caffeine.jar CaffeineBench \
+ *       --seq FILE [--keys N --duration-ms MS --warmup-ms MS ...]
  *
  * It reads the key index sequences the C harness generated (so both look up the
  * same keys in the same order), prefills a Cache<String, byte[]> with every key,
- * warms the JIT up, then measures getIfPresent at each thread count exactly as the
- * C loop does (batches of 64 lookups, each batch timed). Output: one line per
- * thread count, "CAFFEINE threads=N ops=... misses=... ops_per_sec=... p50_ns=...
- * p99_ns=... p999_ns=...", then "CAFFEINE_DONE"; before them "CAFFEINE_MEMORY
- * heap_per_entry=..." (JVM heap per entry beyond key + value bytes).
+ * prints "CAFFEINE_MEMORY heap_per_entry=X" (JVM heap per entry beyond key + value
+ * bytes), warms the JIT up, prints "CAFFEINE_READY", then for each "measure N" line
+ * on stdin measures getIfPresent at N threads exactly as the C loop does (batches
+ * of 64 lookups, each batch timed) and prints "CAFFEINE threads=N ops=... misses=...
+ * ops_per_sec=... p50_ns=... p99_ns=... p999_ns=...". It exits at end of input.
  */
 import com.github.benmanes.caffeine.cache.Cache;
 import com.github.benmanes.caffeine.cache.Caffeine;
 
+import java.io.BufferedReader;
 import java.io.IOException;
+import java.io.InputStreamReader;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.IntBuffer;
@@ -33,8 +36,7 @@ public final class CaffeineBench {
 
     int keys = 1000000, keySize = 12, valueSize = 100;
     long durationMs = 2000, opsPerThread = 0, warmupMs = 2000;
-    int repeat = 1;
-    int[] threadCounts = {1, 2};
+    int warmupThreads = 2;
     String seqPath;
     int[][] seqs;
     String[] lookupKeys;
@@ -45,16 +47,20 @@ public final class CaffeineBench {
         CaffeineBench b = new CaffeineBench();
         b.parse(args);
         b.seqs = readSequences(Paths.get(b.seqPath));
-        for (int t : b.threadCounts) {
-            if (t > b.seqs.length)
-                throw new IllegalArgumentException("sequence file has " + b.seqs.length
-                                                   + " threads, need " + t);
-        }
         b.prefill();
         b.warmUp();
-        for (int t : b.threadCounts)
-            b.report(t, b.median(t));
-        System.out.println("CAFFEINE_DONE");
+        System.out.println("CAFFEINE_READY");
+        System.out.flush();
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in, "US-ASCII"));
+        for (String line; (line = in.readLine()) != null; ) {
+            String[] w = line.trim().split(" ");
+            int t = w.length == 2 && w[0].equals("measure") ? Integer.parseInt(w[1]) : 0;
+            if (t < 1 || t > b.seqs.length)
+                throw new IllegalArgumentException("bad request: " + line + " (sequence file has "
+                                                   + b.seqs.length + " threads)");
+            b.report(t, b.measure(t, b.durationMs, b.opsPerThread));
+            System.out.flush();
+        }
     }
 
     void parse(String[] a) {
@@ -68,21 +74,12 @@ public final class CaffeineBench {
             case "--duration-ms": durationMs = Long.parseLong(v); break;
             case "--ops": opsPerThread = Long.parseLong(v); break;
             case "--warmup-ms": warmupMs = Long.parseLong(v); break;
-            case "--threads": threadCounts = parseList(v); break;
-            case "--repeat": repeat = Integer.parseInt(v); break;
+            case "--warmup-threads": warmupThreads = Integer.parseInt(v); break;
             default: throw new IllegalArgumentException("unknown flag " + a[i]);
             }
         }
         if (seqPath == null || a.length % 2 != 0)
             throw new IllegalArgumentException("usage: CaffeineBench --seq FILE [--flag value]...");
-    }
-
-    static int[] parseList(String v) {
-        String[] parts = v.split(",");
-        int[] out = new int[parts.length];
-        for (int i = 0; i < parts.length; i++)
-            out[i] = Integer.parseInt(parts[i].trim());
-        return out;
     }
 
     /* Format (little-endian): "NKBSEQ1\0", u32 threads, u32 len (a power of two),
@@ -136,9 +133,7 @@ public final class CaffeineBench {
     }
 
     void warmUp() throws Exception {
-        int most = 1;
-        for (int t : threadCounts)
-            most = Math.max(most, t);
+        int most = Math.max(1, Math.min(warmupThreads, seqs.length));
         long end = System.nanoTime() + warmupMs * 1000000L;
         do {
             measure(most, Math.min(warmupMs, 500), 0);
@@ -198,15 +193,6 @@ public final class CaffeineBench {
         r.ops = i;
         r.misses = misses;
         r.sink = sink;
-    }
-
-    /* repeat rounds at this thread count; the one with the median throughput. */
-    Result[] median(int threads) throws Exception {
-        Result[][] rounds = new Result[repeat][];
-        for (int r = 0; r < repeat; r++)
-            rounds[r] = measure(threads, durationMs, opsPerThread);
-        java.util.Arrays.sort(rounds, java.util.Comparator.comparingDouble(CaffeineBench::rate));
-        return rounds[repeat / 2];
     }
 
     static double rate(Result[] res) {
