@@ -81,6 +81,7 @@ stop_server() {
   if [[ -f $dir/pid ]]; then
     pid=$(<"$dir/pid")
     kill -TERM "$pid" 2>/dev/null || true
+    kill -CONT "$pid" 2>/dev/null || true # a test may have left it stopped (SIGSTOP)
     for ((waited = 0; waited < 50; waited++)); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
