@@ -96,6 +96,13 @@ run)
   shift
   [[ ${1:-} == -- ]] && shift
   (($#)) || die "usage: $0 run [--] CMD [ARG...]"
+  # Directories of runs that were killed (a CTest timeout sends SIGKILL): their server
+  # died with them.
+  for stale in "${TMPDIR:-/tmp}"/nkc-redis.*/pid; do
+    if [[ -f $stale ]] && ! kill -0 "$(<"$stale")" 2>/dev/null; then
+      rm -rf "${stale%/pid}"
+    fi
+  done
   dir=$(mktemp -d "${TMPDIR:-/tmp}/nkc-redis.XXXXXX")
   trap 'stop_server "$dir"; rmdir "$dir" 2>/dev/null || true' EXIT
   trap 'exit 130' INT
