@@ -357,6 +357,8 @@ static void *maintenance_main(void *arg)
         /* each pass visits a tenth of every table (at least 256 slots): every
          * expired entry is freed within ten sweep intervals without any read */
         nkc_l1_sweep(c->l1, nkc_cache_now_ms(c), 256, 10);
+        if (c->l2)
+            nkc_l2_maintain(c->l2);
         nkc_mutex_lock(&c->maint_lock);
     }
     nkc_mutex_unlock(&c->maint_lock);

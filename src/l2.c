@@ -37,7 +37,8 @@
 #define MAX_ELEMENTS 4096     /* the longest array reply the library ever asks for */
 #define READ_CHUNK 16384
 #define BACKOFF_MIN_MS 25
-#define BACKOFF_MAX_MS 1000
+#define BACKOFF_MAX_MS 500
+#define PROBE_EVERY_MS 250 /* background probe of an open breaker */
 
 struct conn {
     int fd;                /* -1 while disconnected */
@@ -65,11 +66,12 @@ struct nkc_l2 {
     unsigned n_conns;
     struct conn *conns;
 
-    nkc_mutex_t breaker_lock; /* protects the four breaker fields */
+    nkc_mutex_t breaker_lock; /* protects the five breaker fields */
     enum nkc_breaker_state breaker;
     uint64_t failures;
     int64_t open_until_ns;
     int probe_out;
+    int64_t next_bg_probe_ns;
 
     _Atomic uint64_t n_commands, n_errors, n_timeouts, n_protocol, n_reconnects,
         n_connect_failures, n_trips, n_skipped;
@@ -561,6 +563,51 @@ cache_err_t nkc_l2_pipeline(struct nkc_l2 *l2, const void *route_key, size_t rou
         count_failure(l2, err, proto);
     breaker_record(l2, err != CACHE_OK, probe);
     return err;
+}
+
+/* Lends a free connection without waiting; NULL when all are busy. */
+static struct conn *try_acquire(struct nkc_l2 *l2)
+{
+    return acquire(l2, 0);
+}
+
+void nkc_l2_maintain(struct nkc_l2 *l2)
+{
+    int64_t now = nkc_now_ns();
+    nkc_mutex_lock(&l2->breaker_lock);
+    int due = l2->breaker == NKC_BREAKER_OPEN && !l2->probe_out && now >= l2->next_bg_probe_ns;
+    if (due) {
+        l2->probe_out = 1;
+        l2->next_bg_probe_ns = now + (int64_t)PROBE_EVERY_MS * 1000000;
+    }
+    nkc_mutex_unlock(&l2->breaker_lock);
+    if (!due)
+        return;
+    struct conn *cn = try_acquire(l2);
+    cache_err_t err = CACHE_EL2;
+    if (cn) {
+        err = ensure_connected(l2, cn);
+        if (err == CACHE_OK) {
+            const char *argv[1] = {"PING"};
+            size_t lens[1] = {4};
+            struct nkc_cmd cmd = {1, argv, lens};
+            struct nkc_reply *r;
+            int proto = 0;
+            err = roundtrip(l2, cn, 1, &cmd, &r, nkc_now_ns() + l2->timeout_ms * 1000000, &proto);
+            if (err == CACHE_OK)
+                nkc_reply_free(r);
+            else
+                conn_drop(cn);
+        }
+        release(l2, cn);
+    }
+    nkc_mutex_lock(&l2->breaker_lock);
+    l2->probe_out = 0;
+    if (err == CACHE_OK) { /* Redis is back: close without waiting out the cooldown */
+        l2->breaker = NKC_BREAKER_CLOSED;
+        l2->failures = 0;
+    }
+    nkc_mutex_unlock(&l2->breaker_lock);
 }
 
 cache_err_t nkc_l2_command(struct nkc_l2 *l2, const void *route_key, size_t route_klen,

@@ -62,6 +62,12 @@ cache_err_t nkc_l2_command(struct nkc_l2 *l2, const void *route_key, size_t rout
                            int argc, const char *const *argv, const size_t *argvlen,
                            struct nkc_reply **out);
 
+/* Background upkeep, from the cache's maintenance thread: while the breaker is
+ * open, PINGs Redis (on a free pooled connection, reconnecting as needed) every
+ * 250 ms and closes the breaker as soon as Redis answers, so L2 is used again
+ * within about a second of its return whatever l2.breaker.cooldown_ms is. */
+void nkc_l2_maintain(struct nkc_l2 *l2);
+
 /* The state of the tier for stats and health. */
 enum nkc_breaker_state { NKC_BREAKER_CLOSED, NKC_BREAKER_OPEN, NKC_BREAKER_HALF_OPEN };
 struct nkc_l2_totals {

@@ -1,0 +1,95 @@
+/* Helpers for tests that run against the throwaway redis-server of tests/redis.sh:
+ * its address from the environment, a raw hiredis client for checks, child
+ * processes. */
+#ifndef NKC_REDIS_HELPERS_H
+#define NKC_REDIS_HELPERS_H
+
+#include "helpers.h"
+#include "internal.h"
+
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+static inline const char *redis_url(void)
+{
+    const char *u = getenv("NKC_REDIS_URL");
+    cr_assert_not_null(u, "NKC_REDIS_URL is not set: run this test through tests/redis.sh");
+    return u;
+}
+
+static inline int redis_port(void) { return atoi(getenv("NKC_REDIS_PORT")); }
+static inline pid_t redis_pid(void) { return (pid_t)atoi(getenv("NKC_REDIS_PID")); }
+
+/* A raw connection for assertions (never the library's). */
+static inline redisContext *raw_connect(void)
+{
+    struct timeval tv = {2, 0};
+    redisContext *r = redisConnectWithTimeout("127.0.0.1", redis_port(), tv);
+    cr_assert(r && !r->err, "raw connect: %s", r ? r->errstr : "oom");
+    return r;
+}
+
+/* GET of a binary key; returns a new string (NULL for nil); *len its length. */
+static inline char *raw_get(redisContext *r, const void *key, size_t klen, size_t *len)
+{
+    const char *argv[2] = {"GET", key};
+    size_t lens[2] = {3, klen};
+    redisReply *rep = redisCommandArgv(r, 2, argv, lens);
+    cr_assert_not_null(rep);
+    char *out = NULL;
+    if (rep->type == REDIS_REPLY_STRING) {
+        out = malloc(rep->len + 1);
+        memcpy(out, rep->str, rep->len);
+        out[rep->len] = '\0';
+        *len = rep->len;
+    }
+    freeReplyObject(rep);
+    return out;
+}
+
+static inline long long raw_int(redisContext *r, const char *fmt, const char *arg)
+{
+    redisReply *rep = redisCommand(r, fmt, arg);
+    cr_assert_not_null(rep);
+    long long v = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -99;
+    freeReplyObject(rep);
+    return v;
+}
+
+static inline void raw_ok(redisContext *r, const char *cmd)
+{
+    redisReply *rep = redisCommand(r, cmd);
+    cr_assert(rep && rep->type != REDIS_REPLY_ERROR, "%s: %s", cmd, rep ? rep->str : "no reply");
+    freeReplyObject(rep);
+}
+
+/* A cache on the test server with prefix and loader. */
+static inline cache_config_t *redis_config(const char *prefix, struct fake_db *db)
+{
+    cache_config_t *cfg = cache_config_new();
+    cfg_set(cfg, "l2.url", redis_url());
+    cfg_set(cfg, "l2.key_prefix", prefix);
+    cfg_set(cfg, "ttl_jitter", "0");
+    if (db)
+        cache_config_set_loader(cfg, fake_loader, db);
+    return cfg;
+}
+
+/* Runs fn(arg) in a child process; returns its exit status (0 = success). */
+static inline int in_child(int (*fn)(void *), void *arg)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0)
+        _exit(fn(arg));
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static inline double ms_since(int64_t t0_ns) { return (double)(nkc_now_ns() - t0_ns) / 1e6; }
+
+#endif
