@@ -438,7 +438,8 @@ cache_err_t cache_open(cache_t **out, const cache_config_t *cfg, char *errbuf, s
         c->ops = (struct nkc_l2ops){.l2 = c->l2,
                                     .prefix = c->cfg.l2_key_prefix,
                                     .prefix_len = strlen(c->cfg.l2_key_prefix),
-                                    .lease_ms = c->cfg.l2_lease_ms};
+                                    .lease_ms = c->cfg.l2_lease_ms,
+                                    .max_value = c->cfg.l2_max_value_bytes};
     }
     if (start_thread(&c->maintenance, maintenance_main, c) != 0) {
         nkc_errf(errbuf, errlen, "cache_open: cannot start the maintenance thread");

@@ -14,11 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* {kind, value, pttl}: kind 1 value, 2 someone's lease, 3 our new lease, 0 absent */
+/* {kind, value, pttl}: kind 1 value, 2 someone's lease, 3 our new lease, 0 absent,
+ * 4 a value over the size we accept (not sent: the reply stays small) */
 static const char lookup_lua[] =
     "local v = redis.call('GET', KEYS[1])\n"
     "if v then\n"
     "  if string.byte(v, 1) == 76 then return {2, '', redis.call('PTTL', KEYS[1])} end\n"
+    "  if #v > tonumber(ARGV[3]) then return {4, '', redis.call('PTTL', KEYS[1])} end\n"
     "  return {1, v, redis.call('PTTL', KEYS[1])}\n"
     "end\n"
     "if ARGV[1] == '' then return {0, '', 0} end\n"
@@ -83,6 +85,7 @@ static void decode_lookup(struct nkc_reply *r, struct nkc_lookup *out)
     case 0: out->found = NKC_FOUND_MISS; return;
     case 2: out->found = NKC_FOUND_LEASE_OTHER; return;
     case 3: out->found = NKC_FOUND_LEASE_MINE; return;
+    case 4: return; /* over l2.max_value_bytes: foreign to us */
     default: break;
     }
     const unsigned char *v = (const unsigned char *)r->elem[1]->str;
@@ -99,7 +102,7 @@ static void decode_lookup(struct nkc_reply *r, struct nkc_lookup *out)
 struct script_args {
     const char *argv[7];
     size_t lens[7];
-    char n1[24], n2[24];
+    char n1[24], n2[24], n3[24];
 };
 
 /* EVAL script 1 key [args]: argv[0..3] are "EVAL", body, "1", key. */
@@ -133,6 +136,9 @@ static void lookup_args(struct script_args *a, const struct nkc_l2ops *o, const 
     a->lens[4] = strlen(a->n1);
     a->argv[5] = a->n2;
     a->lens[5] = strlen(a->n2);
+    snprintf(a->n3, sizeof(a->n3), "%" PRIu64, o->max_value + 1); /* + the envelope byte */
+    a->argv[6] = a->n3;
+    a->lens[6] = strlen(a->n3);
 }
 
 cache_err_t nkc_l2ops_lookup_many(const struct nkc_l2ops *o, size_t n, const void *const *keys,
@@ -151,7 +157,7 @@ cache_err_t nkc_l2ops_lookup_many(const struct nkc_l2ops *o, size_t n, const voi
             break;
         }
         lookup_args(&args[made], o, &pk[made], tokens[made]);
-        cmds[made] = (struct nkc_cmd){6, args[made].argv, args[made].lens};
+        cmds[made] = (struct nkc_cmd){7, args[made].argv, args[made].lens};
     }
     if (err == CACHE_OK && n > 0)
         err = nkc_l2_pipeline(o->l2, keys[0], klens[0], n, cmds, replies);
@@ -179,7 +185,7 @@ cache_err_t nkc_l2ops_lookup(const struct nkc_l2ops *o, const void *key, size_t 
     struct script_args a;
     lookup_args(&a, o, &k, token);
     struct nkc_reply *r;
-    cache_err_t err = nkc_l2_command(o->l2, key, klen, 6, a.argv, a.lens, &r);
+    cache_err_t err = nkc_l2_command(o->l2, key, klen, 7, a.argv, a.lens, &r);
     pkey_free(&k);
     if (err == CACHE_OK)
         decode_lookup(r, out);

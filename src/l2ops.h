@@ -36,6 +36,7 @@ struct nkc_l2ops {
     const char *prefix;
     size_t prefix_len;
     uint64_t lease_ms;
+    uint64_t max_value; /* larger values under our keys are reported NKC_FOUND_BAD */
 };
 
 /* Reads key and its TTL in one round trip. With a non-zero token, an absent key

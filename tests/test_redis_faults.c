@@ -141,6 +141,36 @@ Test(faults, stalled_server_deadlines_and_breaker)
     cr_assert_eq(err, CACHE_OK, "Redis is used again after it returns");
 }
 
+Test(faults, while_redis_is_down_writes_fail_and_reads_serve)
+{
+    cache_config_t *cfg = redis_config("down:", &db);
+    cfg_set(cfg, "l2.timeout_ms", "100");
+    cfg_set(cfg, "l2.connect_timeout_ms", "200");
+    cfg_set(cfg, "l2.down_l1_ttl_ms", "300");
+    c = open_or_die(cfg);
+    cache_config_free(cfg);
+    char buf[64];
+    cr_assert_eq(cache_set(c, "held", 4, "old", 3, 0), CACHE_OK);
+    stopped = redis_pid();
+    cr_assert_eq(kill(stopped, SIGSTOP), 0);
+    cache_err_t err = cache_set(c, "held", 4, "new", 3, 0);
+    cr_assert(err == CACHE_ETIMEOUT || err == CACHE_EL2, "%s", cache_strerror(err));
+    cr_assert_eq(get_str(c, "held", buf, sizeof(buf)), CACHE_OK);
+    cr_assert_str_eq(buf, "v:held:0", "the old L1 copy was dropped; the loader answered");
+    err = cache_del(c, "gone", 4);
+    cr_assert(err == CACHE_ETIMEOUT || err == CACHE_EL2, "%s", cache_strerror(err));
+    /* reads go on: L1, then the loader, with L1 TTLs capped at l2.down_l1_ttl_ms */
+    int calls = atomic_load(&db.calls);
+    cr_assert_eq(get_str(c, "fresh", buf, sizeof(buf)), CACHE_OK);
+    cr_assert_eq(get_str(c, "fresh", buf, sizeof(buf)), CACHE_OK);
+    cr_assert_eq(atomic_load(&db.calls), calls + 1, "the second read is an L1 hit");
+    usleep(400 * 1000);
+    cr_assert_eq(get_str(c, "fresh", buf, sizeof(buf)), CACHE_OK);
+    cr_assert_eq(atomic_load(&db.calls), calls + 2, "the L1 copy lived at most 300 ms");
+    kill(stopped, SIGCONT);
+    stopped = 0;
+}
+
 /* ---- a fake server ---- */
 
 static cache_config_t *fake_config(struct fake_redis *f)

@@ -148,6 +148,34 @@ Test(redis, foreign_data_is_a_miss_not_a_crash)
     redisFree(r);
 }
 
+Test(redis, oversized_values_are_misses_and_never_cross_the_wire)
+{
+    cache_config_t *cfg = redis_config("big:", &db);
+    cfg_set(cfg, "l2.max_value_bytes", "4KiB");
+    c = open_or_die(cfg);
+    cache_config_free(cfg);
+    redisContext *r = raw_connect();
+    static char big[1 + 100000];
+    big[0] = 'V';
+    memset(big + 1, 'x', sizeof(big) - 1);
+    const char *argv[3] = {"SET", "big:huge", big};
+    size_t lens[3] = {3, 8, sizeof(big)};
+    freeReplyObject(redisCommandArgv(r, 3, argv, lens));
+    for (int i = 0; i < 5; i++) { /* more than l2.breaker.failures */
+        char buf[64];
+        cache_err_t err;
+        cr_assert_eq(get_tier(c, "huge", buf, sizeof(buf), &err), CACHE_TIER_LOADER);
+        cr_assert_eq(err, CACHE_OK);
+        cache_del(c, "huge-copy", 9);
+        cr_assert_eq(cache_set(c, "huge-copy", 9, "v", 1, 0), CACHE_OK, "Redis stays usable");
+        nkc_l1_remove(c->l1, nkc_l1_hash(c->l1, "huge", 4), "huge", 4);
+    }
+    cr_assert_eq(stat_of(c, "l2.bad_values"), 5);
+    cr_assert_eq(stat_of(c, "l2.protocol_errors"), 0, "no connection was sacrificed");
+    cr_assert_eq(stat_of(c, "l2.breaker_trips"), 0);
+    redisFree(r);
+}
+
 Test(redis, set_and_del_are_synchronous)
 {
     c = open_prefix("sync:", &db);
