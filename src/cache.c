@@ -63,6 +63,105 @@ static cache_err_t check_key(const struct cache *c, const void *key, size_t klen
     return klen > c->cfg.max_key_bytes ? CACHE_ETOOBIG : CACHE_OK;
 }
 
+/* ---- Redis, tracking, replaying failed deletes ---- */
+
+static cache_err_t open_l2(struct cache *c, char *errbuf, size_t errlen)
+{
+    if (c->cfg.l2_url[0] == '\0')
+        return CACHE_OK;
+    struct nkc_l2_params p = {.cfg = &c->cfg};
+    cache_err_t err = nkc_l2_open(&c->l2, &p, errbuf, errlen);
+    if (err != CACHE_OK)
+        return err;
+    c->ops = (struct nkc_l2ops){.l2 = c->l2,
+                                .prefix = c->cfg.l2_key_prefix,
+                                .prefix_len = strlen(c->cfg.l2_key_prefix),
+                                .lease_ms = c->cfg.l2_lease_ms,
+                                .max_value = c->cfg.l2_max_value_bytes};
+    if (c->cfg.l2_retry_invalidations) {
+        c->retry.keys = calloc(c->cfg.l2_retry_invalidations, sizeof(*c->retry.keys));
+        c->retry.klens = calloc(c->cfg.l2_retry_invalidations, sizeof(*c->retry.klens));
+        if (!c->retry.keys || !c->retry.klens)
+            return CACHE_ENOMEM;
+        c->retry.cap = c->cfg.l2_retry_invalidations;
+    }
+    return CACHE_OK;
+}
+
+/* An invalidation from Redis (tracker thread): someone wrote the key. */
+static void invalidate_key(void *udata, const void *key, size_t klen)
+{
+    struct cache *c = udata;
+    nkc_stat_add(c->stats, NKC_C_INVALIDATIONS, 1);
+    nkc_l1_invalidate(c->l1, nkc_l1_hash(c->l1, key, klen), key, klen,
+                      !c->cfg.test_no_overtake);
+}
+
+static void invalidate_all(void *udata, enum nkc_flush_cause cause)
+{
+    struct cache *c = udata;
+    nkc_stat_add(c->stats, cause == NKC_FLUSH_SERVER_FLUSH ? NKC_C_FLUSH_SERVER
+                                                           : NKC_C_FLUSH_SUBSCRIBER, 1);
+}
+
+static cache_err_t start_tracking(struct cache *c, char *errbuf, size_t errlen)
+{
+    struct nkc_track_params p = {.l2 = c->l2,
+                                 .prefix = c->cfg.l2_key_prefix,
+                                 .prefix_len = strlen(c->cfg.l2_key_prefix),
+                                 .ping_ms = (int64_t)c->cfg.l2_ping_interval_ms,
+                                 .on_key = invalidate_key,
+                                 .on_flush = invalidate_all,
+                                 .udata = c};
+    char msg[256] = "";
+    cache_err_t err = nkc_track_start(&c->track, &p, msg, sizeof(msg));
+    if (err != CACHE_OK)
+        nkc_errf(errbuf, errlen, "l2.tracking: %s (grant the ACL in README.md, or set "
+                                 "l2.tracking=off)", msg);
+    return err;
+}
+
+/* Remembers a delete Redis did not take, to replay it when Redis answers again. */
+static void retry_later(struct cache *c, const void *key, size_t klen)
+{
+    if (!c->retry.cap)
+        return;
+    void *copy = malloc(klen);
+    nkc_mutex_lock(&c->retry.lock);
+    if (copy && c->retry.n < c->retry.cap) {
+        size_t at = (c->retry.head + c->retry.n++) % c->retry.cap;
+        memcpy(copy, key, klen);
+        c->retry.keys[at] = copy;
+        c->retry.klens[at] = klen;
+        copy = NULL;
+        nkc_stat_add(c->stats, NKC_C_RETRY_QUEUED, 1);
+    } else {
+        nkc_stat_add(c->stats, NKC_C_RETRY_DROPPED, 1);
+    }
+    nkc_mutex_unlock(&c->retry.lock);
+    free(copy);
+}
+
+/* Replays queued deletes, oldest first, until one fails (maintenance thread). */
+static void replay_deletes(struct cache *c)
+{
+    for (;;) {
+        nkc_mutex_lock(&c->retry.lock);
+        void *key = c->retry.n ? c->retry.keys[c->retry.head] : NULL;
+        size_t klen = c->retry.n ? c->retry.klens[c->retry.head] : 0;
+        nkc_mutex_unlock(&c->retry.lock);
+        if (!key || nkc_l2ops_del(&c->ops, key, klen) != CACHE_OK)
+            return;
+        nkc_l1_remove(c->l1, nkc_l1_hash(c->l1, key, klen), key, klen);
+        nkc_mutex_lock(&c->retry.lock); /* only this thread pops */
+        c->retry.head = (c->retry.head + 1) % c->retry.cap;
+        c->retry.n--;
+        nkc_mutex_unlock(&c->retry.lock);
+        free(key);
+        nkc_stat_add(c->stats, NKC_C_RETRY_REPLAYED, 1);
+    }
+}
+
 /* cache_get's body, inside call_begin: the fast path, then the slow one. */
 static cache_err_t get_ref(struct cache *c, const void *key, size_t klen, nkc_entry_t **out,
                            cache_tier_t *tier)
@@ -199,10 +298,11 @@ static cache_err_t set_value(struct cache *c, const void *key, size_t klen, cons
 {
     uint64_t hash = nkc_l1_hash(c->l1, key, klen);
     uint64_t cap = c->cfg.l1_ttl_ms, ticket = NKC_NO_TICKET;
+    struct nkc_origin origin = {.slot = NKC_L2_NO_SLOT};
     if (c->l2) {
         ticket = nkc_l1_ticket(c->l1, hash);
         uint64_t l2 = l2_ttl(c, ttl_ms);
-        cache_err_t err = nkc_l2ops_set(&c->ops, key, klen, val, vlen, l2);
+        cache_err_t err = nkc_l2ops_set(&c->ops, key, klen, val, vlen, l2, &origin);
         if (err != CACHE_OK) { /* Redis did not take it: our old copy must go too */
             nkc_l1_remove(c->l1, hash, key, klen);
             nkc_stat_add(c->stats, NKC_C_WRITE_FAILURES, 1);
@@ -218,6 +318,8 @@ static cache_err_t set_value(struct cache *c, const void *key, size_t klen, cons
     if (vlen)
         memcpy(nkc_entry_value(e), val, vlen);
     e->node.hash = hash;
+    if (c->l2)
+        nkc_tag_origin(c, e, &origin, &cap);
     int64_t now = nkc_cache_now_ms(c);
     nkc_stamp(e, nkc_jitter_ttl(c, ttl_ms, cap), now);
     int r = nkc_l1_put(c->l1, e, ticket);
@@ -257,8 +359,8 @@ cache_err_t cache_del(cache_t *c, const void *key, size_t klen)
     if (call_begin(c) != 0)
         return CACHE_ECLOSED;
     slow_begin(c);
-    if (c->l2)
-        err = nkc_l2ops_del(&c->ops, key, klen);
+    if (c->l2 && (err = nkc_l2ops_del(&c->ops, key, klen)) != CACHE_OK)
+        retry_later(c, key, klen);
     /* the local copy goes whatever Redis said, and loads in flight are overtaken */
     nkc_l1_remove(c->l1, nkc_l1_hash(c->l1, key, klen), key, klen);
     nkc_stat_add(c->stats, err == CACHE_OK ? NKC_C_DELS : NKC_C_WRITE_FAILURES, 1);
@@ -357,8 +459,10 @@ static void *maintenance_main(void *arg)
         /* each pass visits a tenth of every table (at least 256 slots): every
          * expired entry is freed within ten sweep intervals without any read */
         nkc_l1_sweep(c->l1, nkc_cache_now_ms(c), 256, 10);
-        if (c->l2)
+        if (c->l2) {
             nkc_l2_maintain(c->l2);
+            replay_deletes(c);
+        }
         nkc_mutex_lock(&c->maint_lock);
     }
     nkc_mutex_unlock(&c->maint_lock);
@@ -388,6 +492,7 @@ static uint64_t random_seed(void)
 
 static void cache_destroy(struct cache *c)
 {
+    nkc_track_stop(c->track);
     if (c->maintenance_started) {
         nkc_mutex_lock(&c->maint_lock);
         c->maint_stop = 1;
@@ -395,6 +500,11 @@ static void cache_destroy(struct cache *c)
         nkc_mutex_unlock(&c->maint_lock);
         pthread_join(c->maintenance, NULL);
     }
+    for (size_t i = 0; i < c->retry.n; i++)
+        free(c->retry.keys[(c->retry.head + i) % c->retry.cap]);
+    free(c->retry.keys);
+    free(c->retry.klens);
+    nkc_mutex_destroy(&c->retry.lock);
     nkc_l2_close(c->l2);
     nkc_l1_destroy(c->l1);
     nkc_mutex_destroy(&c->maint_lock);
@@ -416,30 +526,32 @@ cache_err_t cache_open(cache_t **out, const cache_config_t *cfg, char *errbuf, s
         return CACHE_ENOMEM;
     nkc_mutex_init(&c->maint_lock);
     nkc_cond_init(&c->maint_cv);
-    struct nkc_l1_params lp = {.max_bytes = cfg->v.l1_max_bytes,
-                               .max_entries = cfg->v.l1_max_entries,
-                               .n_stripes = cfg->v.l1_stripes,
-                               .seed = random_seed()};
+    nkc_mutex_init(&c->retry.lock);
     if (nkc_config_copy(&c->cfg, &cfg->v) != 0 ||
-        posix_memalign((void **)&c->stats, NKC_CACHELINE, sizeof(*c->stats)) != 0 ||
-        nkc_l1_create(&c->l1, &lp) != CACHE_OK) {
+        posix_memalign((void **)&c->stats, NKC_CACHELINE, sizeof(*c->stats)) != 0) {
         nkc_errf(errbuf, errlen, "cache_open: out of memory");
         cache_destroy(c);
         return CACHE_ENOMEM;
     }
     memset(c->stats, 0, sizeof(*c->stats));
-    if (c->cfg.l2_url[0] != '\0') {
-        struct nkc_l2_params p = {.cfg = &c->cfg};
-        cache_err_t err = nkc_l2_open(&c->l2, &p, errbuf, errlen);
-        if (err != CACHE_OK) {
-            cache_destroy(c);
-            return err;
-        }
-        c->ops = (struct nkc_l2ops){.l2 = c->l2,
-                                    .prefix = c->cfg.l2_key_prefix,
-                                    .prefix_len = strlen(c->cfg.l2_key_prefix),
-                                    .lease_ms = c->cfg.l2_lease_ms,
-                                    .max_value = c->cfg.l2_max_value_bytes};
+    cache_err_t err = open_l2(c, errbuf, errlen);
+    if (err != CACHE_OK) {
+        cache_destroy(c);
+        return err;
+    }
+    struct nkc_l1_params lp = {.max_bytes = c->cfg.l1_max_bytes,
+                               .max_entries = c->cfg.l1_max_entries,
+                               .n_stripes = c->cfg.l1_stripes,
+                               .seed = random_seed(),
+                               .live = c->l2 ? nkc_l2_live(c->l2) : NULL};
+    if (nkc_l1_create(&c->l1, &lp) != CACHE_OK) {
+        nkc_errf(errbuf, errlen, "cache_open: out of memory");
+        cache_destroy(c);
+        return CACHE_ENOMEM;
+    }
+    if (c->l2 && c->cfg.l2_tracking && (err = start_tracking(c, errbuf, errlen)) != CACHE_OK) {
+        cache_destroy(c);
+        return err;
     }
     if (start_thread(&c->maintenance, maintenance_main, c) != 0) {
         nkc_errf(errbuf, errlen, "cache_open: cannot start the maintenance thread");

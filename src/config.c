@@ -305,6 +305,14 @@ void nkc_config_set_test_no_leases(cache_config_t *cfg, int on)
     cfg->v.test_no_leases = on;
 }
 
+void nkc_config_set_test_after_send(cache_config_t *cfg, void (*fn)(void *), void *udata,
+                                    int no_overtake)
+{
+    cfg->v.test_after_send = fn;
+    cfg->v.test_after_send_udata = udata;
+    cfg->v.test_no_overtake = no_overtake;
+}
+
 /* A JSON scalar as the text cache_config_set takes. 0, or -1 for other types. */
 static int json_to_text(json_t *v, char *buf, size_t cap)
 {

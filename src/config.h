@@ -63,7 +63,13 @@ enum nkc_kind {
     X(l2_max_value_bytes, "l2.max_value_bytes", NKC_BYTES, "16MiB", 1024, 536870912,        \
       "largest reply accepted from Redis; larger replies are refused unread")               \
     X(l2_down_l1_ttl_ms, "l2.down_l1_ttl_ms", NKC_MS, "5000", 1, NKC_U32_MAX,               \
-      "L1 TTL cap while Redis is unreachable")
+      "L1 TTL cap while Redis is unreachable")                                              \
+    X(l2_untracked_l1_ttl_ms, "l2.untracked_l1_ttl_ms", NKC_MS, "1000", 1, NKC_U32_MAX,     \
+      "L1 TTL cap of copies read while invalidation tracking is not established")         \
+    X(l2_ping_interval_ms, "l2.ping_interval_ms", NKC_MS, "500", 10, 60000,                 \
+      "how often the invalidation subscriber is pinged; no answer within this is a loss")  \
+    X(l2_retry_invalidations, "l2.retry_invalidations", NKC_COUNT, "0", 0, 1000000,          \
+      "deletes kept to replay when Redis returns after a cache_del got CACHE_EL2; 0 = off")
 
 struct nkc_config {
 #define NKC_FIELD_NKC_BYTES uint64_t
@@ -84,6 +90,12 @@ struct nkc_config {
     void *clock_udata;
     /* test hook: fills without leases (the control run of the stale-fill test) */
     int test_no_leases;
+    /* test hooks for the reply-vs-invalidation race: called after a data command
+     * is sent and before its reply is read; invalidations that do not overtake
+     * loads in flight (the control run) */
+    void (*test_after_send)(void *udata);
+    void *test_after_send_udata;
+    int test_no_overtake;
 };
 
 struct cache_config {
@@ -99,6 +111,8 @@ char *nkc_config_doc_markdown(void);
 /* Test hooks: a clock for TTLs, in milliseconds; fills without leases. */
 void nkc_config_set_clock(cache_config_t *cfg, int64_t (*fn)(void *), void *udata);
 void nkc_config_set_test_no_leases(cache_config_t *cfg, int on);
+void nkc_config_set_test_after_send(cache_config_t *cfg, void (*fn)(void *), void *udata,
+                                    int no_overtake);
 
 /* A parsed l2.url. Text fields are new strings (nkc_url_free). */
 struct nkc_url {

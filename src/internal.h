@@ -12,12 +12,20 @@
 #include "l2ops.h"
 #include "stats.h"
 #include "sync.h"
+#include "track.h"
 
 struct cache {
     struct nkc_config cfg; /* immutable after cache_open */
     struct nkc_l1 *l1;
     struct nkc_l2 *l2;     /* NULL without l2.url */
     struct nkc_l2ops ops;  /* the cache's Redis operations (when l2 is set) */
+    struct nkc_track *track; /* NULL unless l2.tracking */
+    struct {
+        nkc_mutex_t lock; /* protects the ring below */
+        void **keys;
+        size_t *klens;
+        size_t cap, head, n;
+    } retry;               /* deletes to replay (l2.retry_invalidations) */
     struct nkc_stats *stats;
     /* Set once by cache_close (seq_cst), read by every call after its EBR enter;
      * the fence in nkc_ebr_enter pairs with nkc_ebr_synchronize in cache_close. */
@@ -58,6 +66,9 @@ static inline void nkc_stamp(nkc_entry_t *e, uint64_t ttl, int64_t now)
  * through L2 and the loader. *out gets a new reference on CACHE_OK. */
 cache_err_t nkc_load(struct cache *c, uint64_t hash, const void *key, size_t klen,
                      nkc_entry_t **out, cache_tier_t *tier);
+/* Tags an L1 copy with the Redis connection life that read or wrote it (load.c). */
+void nkc_tag_origin(const struct cache *c, nkc_entry_t *e, const struct nkc_origin *o,
+                    uint64_t *cap);
 /* cache_mget's misses: L2 in one round trip for all leaders, then the loader. */
 void nkc_load_many(struct cache *c, size_t n, const void *const *keys, const size_t *klens,
                    const uint64_t *hashes, nkc_entry_t **out, cache_err_t *status);

@@ -72,6 +72,7 @@ struct stripe {
 } NKC_ALIGNED;
 
 struct nkc_l1 {
+    const _Atomic uint32_t *live;
     uint64_t seed;
     unsigned n_stripes;
     uint64_t stripe_mask;
@@ -94,6 +95,8 @@ nkc_entry_t *nkc_entry_new(const void *key, size_t klen, size_t vlen)
     e->vlen = (uint32_t)vlen;
     e->ttl_ms = 0;
     e->expire_ms = 0;
+    e->gen = 0;
+    e->slot = NKC_NO_SLOT;
     memcpy(e->data, key, klen);
     return e;
 }
@@ -337,6 +340,7 @@ cache_err_t nkc_l1_create(struct nkc_l1 **out, const struct nkc_l1_params *p)
         return CACHE_ENOMEM;
     unsigned n = p->n_stripes ? (unsigned)p->n_stripes : auto_stripes(p->max_bytes, p->max_entries);
     l1->seed = p->seed;
+    l1->live = p->live;
     l1->n_stripes = n;
     l1->stripe_mask = n - 1;
     l1->max_bytes = p->max_bytes;
@@ -383,6 +387,19 @@ static inline struct stripe *stripe_of(struct nkc_l1 *l1, uint64_t hash)
 
 /* ---- lookups ---- */
 
+/* Unexpired, and not read through a Redis connection that has since died or lost
+ * its tracking (its invalidations may have been missed). */
+static inline int fresh(const struct nkc_l1 *l1, const nkc_entry_t *e, int64_t now_ms)
+{
+    if (e->expire_ms <= now_ms)
+        return 0;
+    /* relaxed: a generation is retired before the invalidation that made it
+     * necessary could matter to anyone; readers only need to see it eventually
+     * soon, and the 1 s detection bound dwarfs coherence latency */
+    return e->slot == NKC_NO_SLOT ||
+           atomic_load_explicit(&l1->live[e->slot], memory_order_relaxed) == e->gen;
+}
+
 enum nkc_l1_result nkc_l1_get(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen,
                               int64_t now_ms, nkc_entry_t **out)
 {
@@ -391,7 +408,7 @@ enum nkc_l1_result nkc_l1_get(struct nkc_l1 *l1, uint64_t hash, const void *key,
     nkc_ebr_enter();
     struct table *t = atomic_load_explicit(&s->table, memory_order_acquire);
     nkc_entry_t *e = probe(t, hash, key, klen, NULL);
-    if (e && e->expire_ms > now_ms) {
+    if (e && fresh(l1, e, now_ms)) {
         nkc_entry_ref(e);
         nkc_policy_touch(&e->node);
         *out = e;
@@ -410,7 +427,7 @@ enum nkc_l1_result nkc_l1_get_copy(struct nkc_l1 *l1, uint64_t hash, const void 
     nkc_ebr_enter();
     struct table *t = atomic_load_explicit(&s->table, memory_order_acquire);
     nkc_entry_t *e = probe(t, hash, key, klen, NULL);
-    if (e && e->expire_ms > now_ms) {
+    if (e && fresh(l1, e, now_ms)) {
         *negative = nkc_entry_negative(e);
         *len = e->vlen;
         if (e->vlen <= cap && e->vlen > 0)
@@ -476,13 +493,13 @@ enum nkc_join nkc_l1_join(struct nkc_l1 *l1, uint64_t hash, const void *key, siz
     struct table *t = atomic_load_explicit(&s->table, memory_order_relaxed);
     uint64_t slot;
     nkc_entry_t *e = probe(t, hash, key, klen, &slot);
-    if (e && e->expire_ms > now_ms) {
+    if (e && fresh(l1, e, now_ms)) {
         nkc_entry_ref(e);
         *out = e;
         r = NKC_JOIN_HIT;
         goto out;
     }
-    if (e) { /* expired: free it now rather than at the next sweep */
+    if (e) { /* expired or retired: free it now rather than at the next sweep */
         unlink_entry(s, t, slot, e, 1);
         atomic_fetch_add_explicit(&s->expirations, 1, memory_order_relaxed);
     }
@@ -580,9 +597,11 @@ static void bump_writes(struct stripe *s)
                           memory_order_release);
 }
 
-static int remove_locked(struct stripe *s, uint64_t hash, const void *key, size_t klen)
+static int remove_locked(struct stripe *s, uint64_t hash, const void *key, size_t klen,
+                         int overtake_loads)
 {
-    overtake(s, hash, key, klen);
+    if (overtake_loads)
+        overtake(s, hash, key, klen);
     bump_writes(s);
     struct table *t = atomic_load_explicit(&s->table, memory_order_relaxed);
     uint64_t slot;
@@ -600,7 +619,7 @@ int nkc_l1_put(struct nkc_l1 *l1, nkc_entry_t *e, uint64_t ticket)
     int r;
     if (ticket != NKC_NO_TICKET &&
         atomic_load_explicit(&s->write_seq, memory_order_relaxed) != ticket) {
-        remove_locked(s, e->node.hash, e->data, e->klen);
+        remove_locked(s, e->node.hash, e->data, e->klen, 1);
         r = 1;
     } else {
         overtake(s, e->node.hash, e->data, e->klen);
@@ -613,16 +632,23 @@ int nkc_l1_put(struct nkc_l1 *l1, nkc_entry_t *e, uint64_t ticket)
 
 int nkc_l1_remove(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen)
 {
+    return nkc_l1_invalidate(l1, hash, key, klen, 1);
+}
+
+int nkc_l1_invalidate(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen,
+                      int overtake_loads)
+{
     struct stripe *s = stripe_of(l1, hash);
     nkc_mutex_lock(&s->lock);
-    int r = remove_locked(s, hash, key, klen);
+    int r = remove_locked(s, hash, key, klen, overtake_loads);
     nkc_mutex_unlock(&s->lock);
     return r;
 }
 
 /* ---- maintenance ---- */
 
-static void sweep_stripe(struct stripe *s, int64_t now_ms, uint64_t min_budget, uint64_t passes)
+static void sweep_stripe(const struct nkc_l1 *l1, struct stripe *s, int64_t now_ms,
+                         uint64_t min_budget, uint64_t passes)
 {
     nkc_mutex_lock(&s->lock);
     struct table *t = atomic_load_explicit(&s->table, memory_order_relaxed);
@@ -633,7 +659,7 @@ static void sweep_stripe(struct stripe *s, int64_t now_ms, uint64_t min_budget, 
     for (uint64_t visited = 0; visited < budget && visited <= t->mask; visited++) {
         uint64_t v = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
         nkc_entry_t *e = slot_entry(v);
-        if (v && e->expire_ms <= now_ms) {
+        if (v && !fresh(l1, e, now_ms)) {
             unlink_entry(s, t, i, e, 1);
             atomic_fetch_add_explicit(&s->expirations, 1, memory_order_relaxed);
             continue; /* slot i may now hold a shifted entry: look again */
@@ -648,7 +674,7 @@ static void sweep_stripe(struct stripe *s, int64_t now_ms, uint64_t min_budget, 
 void nkc_l1_sweep(struct nkc_l1 *l1, int64_t now_ms, uint64_t min_budget, uint64_t passes)
 {
     for (unsigned i = 0; i < l1->n_stripes; i++)
-        sweep_stripe(&l1->stripes[i], now_ms, min_budget, passes ? passes : 1);
+        sweep_stripe(l1, &l1->stripes[i], now_ms, min_budget, passes ? passes : 1);
 }
 
 void nkc_l1_totals(struct nkc_l1 *l1, struct nkc_l1_totals *t)

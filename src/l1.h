@@ -28,8 +28,11 @@ struct cache_value {
     uint32_t vlen;
     uint32_t ttl_ms;       /* the TTL it was given: born = expire_ms - ttl_ms */
     int64_t expire_ms;     /* on the cache's clock */
+    uint32_t gen;          /* the Redis connection generation that read it ... */
+    uint32_t slot;         /* ... on pooled connection `slot`; NKC_NO_SLOT: none */
     unsigned char data[];  /* key bytes, then value bytes */
 };
+#define NKC_NO_SLOT UINT32_MAX
 typedef struct cache_value nkc_entry_t;
 
 /* A new entry with refs = 1 (the caller's), key copied, value space uninitialised
@@ -54,6 +57,10 @@ struct nkc_flight;
 struct nkc_l1_params {
     uint64_t max_bytes, max_entries, n_stripes; /* n_stripes: 0 = auto */
     uint64_t seed;                              /* hash seed */
+    /* live[slot] is the generation of pooled connection `slot` while it lives and
+     * is tracked; an entry read through a connection whose generation is no longer
+     * live may have missed invalidations and is treated as absent. NULL: no L2. */
+    const _Atomic uint32_t *live;
 };
 
 cache_err_t nkc_l1_create(struct nkc_l1 **out, const struct nkc_l1_params *p);
@@ -108,6 +115,10 @@ uint64_t nkc_l1_ticket(struct nkc_l1 *l1, uint64_t hash);
 int nkc_l1_put(struct nkc_l1 *l1, nkc_entry_t *e, uint64_t ticket);
 /* Removes the key and overtakes any load of it in flight. Returns 1 if it was present. */
 int nkc_l1_remove(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen);
+/* The same for an invalidation from Redis; overtake_loads = 0 only in the control
+ * run of the reply-vs-invalidation test. */
+int nkc_l1_invalidate(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen,
+                      int overtake_loads);
 
 /* Background maintenance of every stripe: frees expired entries and memory whose
  * grace period has passed. Each call visits max(min_budget, slots / passes) slots

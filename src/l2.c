@@ -47,6 +47,10 @@ struct conn {
     int64_t backoff_ms;
     int busy;              /* lent to a caller; under pool_lock */
     int reused;            /* served a command since it connected */
+    uint32_t slot;         /* index in the pool; NKC_L2_NO_SLOT for the subscriber */
+    uint32_t gen;          /* generation of this connection's life */
+    int tracked;           /* CLIENT TRACKING is on, redirected to the subscriber */
+    int connecting;        /* in the handshake (test hooks stay out of it) */
 };
 
 struct limits {
@@ -65,6 +69,16 @@ struct nkc_l2 {
     nkc_cond_t pool_cv;
     unsigned n_conns;
     struct conn *conns;
+    /* live[i]: the generation of pooled connection i while it lives, 0 once it
+     * died or was retired (release stores; L1 reads them relaxed, see l1.c) */
+    _Atomic uint32_t *live;
+    _Atomic uint32_t next_gen;
+    int tracking;                 /* l2.tracking */
+    nkc_mutex_t sub_lock;         /* protects the two fields below */
+    long long sub_id_value;       /* the subscriber's CLIENT ID; 0 = none */
+    uint64_t sub_epoch;           /* bumped whenever the subscriber changes */
+    void (*after_send)(void *);   /* test hook */
+    void *after_send_udata;
 
     nkc_mutex_t breaker_lock; /* protects the five breaker fields */
     enum nkc_breaker_state breaker;
@@ -74,7 +88,7 @@ struct nkc_l2 {
     int64_t next_bg_probe_ns;
 
     _Atomic uint64_t n_commands, n_errors, n_timeouts, n_protocol, n_reconnects,
-        n_connect_failures, n_trips, n_skipped;
+        n_connect_failures, n_trips, n_skipped, n_untracked, n_retired;
 };
 
 /* ---- reply objects: ours, allocated only within the limits ---- */
@@ -254,7 +268,7 @@ static cache_err_t read_reply(struct nkc_l2 *l2, struct conn *cn, int64_t deadli
     }
 }
 
-static void conn_drop(struct conn *cn)
+static void conn_close(struct conn *cn)
 {
     if (cn->fd >= 0)
         close(cn->fd);
@@ -262,6 +276,18 @@ static void conn_drop(struct conn *cn)
     if (cn->reader)
         redisReaderFree(cn->reader);
     cn->reader = NULL;
+}
+
+/* Closes a pooled connection and retires its generation: entries read through it
+ * may have missed invalidations (Redis keeps no tracking state for a dead client). */
+static void conn_drop(struct nkc_l2 *l2, struct conn *cn)
+{
+    if (cn->fd >= 0 && cn->slot != NKC_L2_NO_SLOT) {
+        /* release: pairs with nothing in particular; see fresh() in l1.c */
+        atomic_store_explicit(&l2->live[cn->slot], 0, memory_order_release);
+        atomic_fetch_add_explicit(&l2->n_retired, 1, memory_order_relaxed);
+    }
+    conn_close(cn);
 }
 
 /* Sends the commands and reads one reply each; on any failure frees what it read. */
@@ -281,6 +307,8 @@ static cache_err_t roundtrip(struct nkc_l2 *l2, struct conn *cn, size_t n,
         err = send_all(cn->fd, wire, (size_t)len, deadline_ns);
         redisFreeCommand(wire);
     }
+    if (err == CACHE_OK && l2->after_send && cn->slot != NKC_L2_NO_SLOT && !cn->connecting)
+        l2->after_send(l2->after_send_udata);
     for (size_t i = 0; i < n && err == CACHE_OK; i++)
         err = read_reply(l2, cn, deadline_ns, &out[i], proto);
     if (err != CACHE_OK) {
@@ -349,9 +377,11 @@ static int open_socket(const struct nkc_l2 *l2, int64_t deadline_ns)
     return fd;
 }
 
-/* One handshake command; CACHE_OK only for a non-error reply. */
-static cache_err_t hello_cmd(struct nkc_l2 *l2, struct conn *cn, int argc, const char **argv,
-                             int64_t deadline_ns, char *msg, size_t msglen)
+/* One setup command (handshake, subscriber): CACHE_OK only for a reply of type
+ * `want` (0: any but an error); an integer reply goes to *integer when asked. */
+static cache_err_t expect_cmd(struct nkc_l2 *l2, struct conn *cn, int argc, const char **argv,
+                              int64_t deadline_ns, int want, long long *integer, char *msg,
+                              size_t msglen)
 {
     size_t lens[4];
     for (int i = 0; i < argc; i++)
@@ -365,31 +395,28 @@ static cache_err_t hello_cmd(struct nkc_l2 *l2, struct conn *cn, int argc, const
                  err == CACHE_ETIMEOUT ? "timed out" : "connection failed", argv[0]);
         return err;
     }
-    if (r->type == NKC_R_ERROR) {
+    if (r->type == NKC_R_ERROR || (want && (int)r->type != want)) {
         /* never echo AUTH's arguments; Redis's own message has no secret in it */
-        nkc_errf(msg, msglen, "%s: %s refused: %.120s", l2->where, argv[0], r->str);
+        nkc_errf(msg, msglen, "%s: %s refused: %.120s", l2->where, argv[0],
+                 r->type == NKC_R_ERROR ? r->str : "unexpected reply");
         err = CACHE_EL2;
+    } else if (integer) {
+        *integer = r->integer;
     }
     nkc_reply_free(r);
     return err;
 }
 
-/* Connects cn and runs the handshake: AUTH (fails closed), SELECT, PING. */
-static cache_err_t conn_open(struct nkc_l2 *l2, struct conn *cn, char *msg, size_t msglen)
+static cache_err_t hello_cmd(struct nkc_l2 *l2, struct conn *cn, int argc, const char **argv,
+                             int64_t deadline_ns, char *msg, size_t msglen)
 {
-    int64_t deadline = nkc_now_ns() + l2->connect_timeout_ms * 1000000;
-    conn_drop(cn);
-    cn->fd = open_socket(l2, deadline);
-    if (cn->fd < 0) {
-        nkc_errf(msg, msglen, "%s: cannot connect (%s)", l2->where, strerror(errno));
-        return CACHE_EL2;
-    }
-    cn->reader = redisReaderCreateWithFunctions(&reply_functions);
-    if (!cn->reader) {
-        conn_drop(cn);
-        return CACHE_ENOMEM;
-    }
-    cn->reader->privdata = &l2->limits;
+    return expect_cmd(l2, cn, argc, argv, deadline_ns, 0, NULL, msg, msglen);
+}
+
+/* AUTH (fails closed), SELECT and PING, within the connect deadline. */
+static cache_err_t handshake(struct nkc_l2 *l2, struct conn *cn, int64_t deadline, char *msg,
+                             size_t msglen)
+{
     cache_err_t err = CACHE_OK;
     if (l2->url.password) {
         const char *argv[3] = {"AUTH", l2->url.user ? l2->url.user : l2->url.password,
@@ -406,10 +433,83 @@ static cache_err_t conn_open(struct nkc_l2 *l2, struct conn *cn, char *msg, size
         const char *argv[1] = {"PING"};
         err = hello_cmd(l2, cn, 1, argv, deadline, msg, msglen);
     }
-    if (err != CACHE_OK)
-        conn_drop(cn); /* a failed AUTH never leaves a usable (default-user) socket */
-    cn->reused = 0;
     return err;
+}
+
+/* Points a data connection's invalidations at the subscriber (when there is one).
+ * Not fatal: an untracked connection serves, with L1 copies capped short. */
+static void start_tracking(struct nkc_l2 *l2, struct conn *cn, long long sub_id, int64_t deadline)
+{
+    cn->tracked = 0;
+    if (!l2->tracking || sub_id <= 0)
+        return;
+    char id[24];
+    snprintf(id, sizeof(id), "%lld", sub_id);
+    /* no NOLOOP: on Redis 7.0 its self-filter also drops the invalidations of keys
+     * evicted from a full tracking table while this connection runs a command */
+    const char *argv[5] = {"CLIENT", "TRACKING", "on", "REDIRECT", id};
+    size_t lens[5];
+    for (int i = 0; i < 5; i++)
+        lens[i] = strlen(argv[i]);
+    struct nkc_cmd cmd = {5, argv, lens};
+    struct nkc_reply *r;
+    int proto = 0;
+    if (roundtrip(l2, cn, 1, &cmd, &r, deadline, &proto) == CACHE_OK) {
+        cn->tracked = r->type == NKC_R_STATUS;
+        nkc_reply_free(r);
+    }
+}
+
+static void read_subscriber(struct nkc_l2 *l2, long long *id, uint64_t *epoch)
+{
+    nkc_mutex_lock(&l2->sub_lock);
+    *id = l2->sub_id_value;
+    *epoch = l2->sub_epoch;
+    nkc_mutex_unlock(&l2->sub_lock);
+}
+
+/* Connects cn: socket, handshake, tracking; then gives it a new live generation. */
+static cache_err_t conn_open(struct nkc_l2 *l2, struct conn *cn, char *msg, size_t msglen)
+{
+    int64_t deadline = nkc_now_ns() + l2->connect_timeout_ms * 1000000;
+    conn_drop(l2, cn);
+    cn->fd = open_socket(l2, deadline);
+    if (cn->fd < 0) {
+        nkc_errf(msg, msglen, "%s: cannot connect (%s)", l2->where, strerror(errno));
+        return CACHE_EL2;
+    }
+    cn->reader = redisReaderCreateWithFunctions(&reply_functions);
+    if (!cn->reader) {
+        conn_close(cn);
+        return CACHE_ENOMEM;
+    }
+    cn->reader->privdata = &l2->limits;
+    cn->reused = 0;
+    cn->connecting = 1;
+    cache_err_t err = handshake(l2, cn, deadline, msg, msglen);
+    if (err != CACHE_OK) {
+        cn->connecting = 0;
+        conn_close(cn); /* a failed AUTH never leaves a usable (default-user) socket */
+        return err;
+    }
+    if (cn->slot == NKC_L2_NO_SLOT) {
+        cn->connecting = 0;
+        return CACHE_OK;
+    }
+    long long sub_id;
+    uint64_t epoch, now_epoch;
+    read_subscriber(l2, &sub_id, &epoch);
+    start_tracking(l2, cn, sub_id, deadline);
+    cn->connecting = 0;
+    if (!cn->tracked)
+        atomic_fetch_add_explicit(&l2->n_untracked, 1, memory_order_relaxed);
+    uint32_t gen = atomic_fetch_add_explicit(&l2->next_gen, 1, memory_order_relaxed);
+    cn->gen = gen ? gen : atomic_fetch_add_explicit(&l2->next_gen, 1, memory_order_relaxed);
+    atomic_store_explicit(&l2->live[cn->slot], cn->gen, memory_order_release);
+    read_subscriber(l2, &sub_id, &now_epoch);
+    if (now_epoch != epoch) /* the subscriber changed meanwhile: this life is stale */
+        atomic_store_explicit(&l2->live[cn->slot], 0, memory_order_release);
+    return CACHE_OK;
 }
 
 /* ---- the breaker ---- */
@@ -492,6 +592,9 @@ static struct conn *route(struct nkc_l2 *l2, const void *key, size_t klen, int64
 /* Makes sure cn is connected, honouring the back-off after failures. */
 static cache_err_t ensure_connected(struct nkc_l2 *l2, struct conn *cn)
 {
+    if (cn->fd >= 0 &&
+        atomic_load_explicit(&l2->live[cn->slot], memory_order_acquire) != cn->gen)
+        conn_close(cn); /* retired (the subscriber changed): reconnect, re-register */
     if (cn->fd >= 0)
         return CACHE_OK;
     int64_t now = nkc_now_ns();
@@ -524,10 +627,13 @@ static void count_failure(struct nkc_l2 *l2, cache_err_t err, int proto)
 }
 
 cache_err_t nkc_l2_pipeline(struct nkc_l2 *l2, const void *route_key, size_t route_klen,
-                            size_t n, const struct nkc_cmd *cmds, struct nkc_reply **out)
+                            size_t n, const struct nkc_cmd *cmds, struct nkc_reply **out,
+                            struct nkc_origin *origin)
 {
     for (size_t i = 0; i < n; i++)
         out[i] = NULL;
+    if (origin)
+        *origin = (struct nkc_origin){.slot = NKC_L2_NO_SLOT};
     int probe;
     if (!breaker_allow(l2, &probe)) {
         atomic_fetch_add_explicit(&l2->n_skipped, 1, memory_order_relaxed);
@@ -550,9 +656,11 @@ cache_err_t nkc_l2_pipeline(struct nkc_l2 *l2, const void *route_key, size_t rou
         err = roundtrip(l2, cn, n, cmds, out, nkc_now_ns() + l2->timeout_ms * 1000000, &proto);
         if (err == CACHE_OK) {
             cn->reused = 1;
+            if (origin)
+                *origin = (struct nkc_origin){cn->slot, cn->gen, cn->tracked};
             break;
         }
-        conn_drop(cn);
+        conn_drop(l2, cn);
         /* A pooled socket that died while idle (server restart, CLIENT KILL, idle
          * timeout) fails at once: retry once on a fresh one. Not after a time-out. */
         if (err != CACHE_EL2 || proto || !was_reused || attempt > 0)
@@ -597,7 +705,7 @@ void nkc_l2_maintain(struct nkc_l2 *l2)
             if (err == CACHE_OK)
                 nkc_reply_free(r);
             else
-                conn_drop(cn);
+                conn_drop(l2, cn);
         }
         release(l2, cn);
     }
@@ -615,7 +723,7 @@ cache_err_t nkc_l2_command(struct nkc_l2 *l2, const void *route_key, size_t rout
                            struct nkc_reply **out)
 {
     struct nkc_cmd cmd = {argc, argv, argvlen};
-    return nkc_l2_pipeline(l2, route_key, route_klen, 1, &cmd, out);
+    return nkc_l2_pipeline(l2, route_key, route_klen, 1, &cmd, out, NULL);
 }
 
 /* ---- lifecycle ---- */
@@ -642,17 +750,25 @@ cache_err_t nkc_l2_open(struct nkc_l2 **out, const struct nkc_l2_params *p, char
     l2->breaker_failures = cfg->l2_breaker_failures;
     l2->limits.max_string = cfg->l2_max_value_bytes + 64; /* room for our envelope */
     l2->limits.max_elements = MAX_ELEMENTS;
+    l2->tracking = cfg->l2_tracking;
+    l2->after_send = cfg->test_after_send;
+    l2->after_send_udata = cfg->test_after_send_udata;
+    atomic_init(&l2->next_gen, 1);
     nkc_mutex_init(&l2->pool_lock);
     nkc_cond_init(&l2->pool_cv);
     nkc_mutex_init(&l2->breaker_lock);
+    nkc_mutex_init(&l2->sub_lock);
     l2->n_conns = (unsigned)cfg->l2_pool_size;
     l2->conns = calloc(l2->n_conns, sizeof(*l2->conns));
-    if (!l2->conns) {
+    l2->live = calloc(l2->n_conns, sizeof(*l2->live));
+    if (!l2->conns || !l2->live) {
         nkc_l2_close(l2);
         return CACHE_ENOMEM;
     }
-    for (unsigned i = 0; i < l2->n_conns; i++)
+    for (unsigned i = 0; i < l2->n_conns; i++) {
         l2->conns[i].fd = -1;
+        l2->conns[i].slot = i;
+    }
     err = conn_open(l2, &l2->conns[0], errbuf, errlen);
     if (err != CACHE_OK) {
         nkc_l2_close(l2);
@@ -667,12 +783,14 @@ void nkc_l2_close(struct nkc_l2 *l2)
     if (!l2)
         return;
     for (unsigned i = 0; l2->conns && i < l2->n_conns; i++)
-        conn_drop(&l2->conns[i]);
+        conn_close(&l2->conns[i]);
     free(l2->conns);
+    free(l2->live);
     nkc_url_free(&l2->url);
     nkc_mutex_destroy(&l2->pool_lock);
     nkc_cond_destroy(&l2->pool_cv);
     nkc_mutex_destroy(&l2->breaker_lock);
+    nkc_mutex_destroy(&l2->sub_lock);
     free(l2);
 }
 
@@ -686,6 +804,11 @@ void nkc_l2_totals(struct nkc_l2 *l2, struct nkc_l2_totals *t)
     t->connect_failures = atomic_load_explicit(&l2->n_connect_failures, memory_order_relaxed);
     t->breaker_trips = atomic_load_explicit(&l2->n_trips, memory_order_relaxed);
     t->skipped_open = atomic_load_explicit(&l2->n_skipped, memory_order_relaxed);
+    t->untracked_connects = atomic_load_explicit(&l2->n_untracked, memory_order_relaxed);
+    t->retired = atomic_load_explicit(&l2->n_retired, memory_order_relaxed);
+    nkc_mutex_lock(&l2->sub_lock);
+    t->subscribed = l2->sub_id_value > 0;
+    nkc_mutex_unlock(&l2->sub_lock);
     nkc_mutex_lock(&l2->breaker_lock);
     t->breaker = l2->breaker;
     nkc_mutex_unlock(&l2->breaker_lock);
@@ -704,4 +827,101 @@ int nkc_l2_conn_fd(struct nkc_l2 *l2, unsigned i)
     int fd = l2->conns[i].fd;
     nkc_mutex_unlock(&l2->pool_lock);
     return fd;
+}
+
+/* ---- tracking: generations and the invalidation subscriber ---- */
+
+const _Atomic uint32_t *nkc_l2_live(const struct nkc_l2 *l2) { return l2->live; }
+
+void nkc_l2_retire_all(struct nkc_l2 *l2)
+{
+    for (unsigned i = 0; i < l2->n_conns; i++)
+        if (atomic_exchange_explicit(&l2->live[i], 0, memory_order_acq_rel) != 0)
+            atomic_fetch_add_explicit(&l2->n_retired, 1, memory_order_relaxed);
+}
+
+void nkc_l2_set_subscriber(struct nkc_l2 *l2, long long id)
+{
+    nkc_mutex_lock(&l2->sub_lock);
+    l2->sub_id_value = id;
+    l2->sub_epoch++;
+    nkc_mutex_unlock(&l2->sub_lock);
+    nkc_l2_retire_all(l2); /* every connection re-registers with the new id */
+}
+
+void nkc_l2_check_idle(struct nkc_l2 *l2)
+{
+    for (unsigned i = 0; i < l2->n_conns; i++) {
+        struct conn *cn = &l2->conns[i];
+        nkc_mutex_lock(&l2->pool_lock);
+        int mine = !cn->busy && cn->fd >= 0;
+        if (mine)
+            cn->busy = 1;
+        nkc_mutex_unlock(&l2->pool_lock);
+        if (!mine)
+            continue;
+        /* an idle connection has nothing to read: readable means EOF or junk */
+        struct pollfd p = {.fd = cn->fd, .events = POLLIN};
+        if (poll(&p, 1, 0) != 0)
+            conn_drop(l2, cn);
+        release(l2, cn);
+    }
+}
+
+struct nkc_l2_sub {
+    struct conn cn;
+};
+
+static cache_err_t sub_expect(struct nkc_l2 *l2, struct nkc_l2_sub *sub, int argc,
+                              const char **argv, enum nkc_reply_type want, long long *integer,
+                              char *msg, size_t msglen)
+{
+    return expect_cmd(l2, &sub->cn, argc, argv, nkc_now_ns() + l2->connect_timeout_ms * 1000000,
+                      (int)want, integer, msg, msglen);
+}
+
+cache_err_t nkc_l2_sub_open(struct nkc_l2 *l2, struct nkc_l2_sub **out, long long *id,
+                            char *msg, size_t msglen)
+{
+    struct nkc_l2_sub *sub = calloc(1, sizeof(*sub));
+    if (!sub)
+        return CACHE_ENOMEM;
+    sub->cn.fd = -1;
+    sub->cn.slot = NKC_L2_NO_SLOT;
+    cache_err_t err = conn_open(l2, &sub->cn, msg, msglen);
+    const char *client_id[2] = {"CLIENT", "ID"};
+    const char *subscribe[2] = {"SUBSCRIBE", "__redis__:invalidate"};
+    if (err == CACHE_OK)
+        err = sub_expect(l2, sub, 2, client_id, NKC_R_INTEGER, id, msg, msglen);
+    if (err == CACHE_OK)
+        err = sub_expect(l2, sub, 2, subscribe, NKC_R_ARRAY, NULL, msg, msglen);
+    if (err != CACHE_OK) {
+        nkc_l2_sub_close(sub);
+        return err;
+    }
+    *out = sub;
+    return CACHE_OK;
+}
+
+cache_err_t nkc_l2_sub_next(struct nkc_l2 *l2, struct nkc_l2_sub *sub, int64_t deadline_ns,
+                            struct nkc_reply **out)
+{
+    int proto = 0;
+    *out = NULL;
+    cache_err_t err = read_reply(l2, &sub->cn, deadline_ns, out, &proto);
+    return err == CACHE_ETIMEOUT ? CACHE_OK : err;
+}
+
+cache_err_t nkc_l2_sub_ping(struct nkc_l2 *l2, struct nkc_l2_sub *sub)
+{
+    static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+    return send_all(sub->cn.fd, ping, sizeof(ping) - 1, nkc_now_ns() + l2->timeout_ms * 1000000);
+}
+
+void nkc_l2_sub_close(struct nkc_l2_sub *sub)
+{
+    if (!sub)
+        return;
+    conn_close(&sub->cn);
+    free(sub);
 }

@@ -36,6 +36,15 @@ struct nkc_cmd {
     const size_t *argvlen;
 };
 
+/* Which pooled connection served a command, its generation, and whether it was
+ * tracked: L1 copies are tagged with it (see nkc_l1_params.live). */
+#define NKC_L2_NO_SLOT UINT32_MAX
+struct nkc_origin {
+    uint32_t slot; /* NKC_L2_NO_SLOT when no connection served */
+    uint32_t gen;
+    int tracked;
+};
+
 struct nkc_l2_params {
     const struct nkc_config *cfg; /* l2.url, timeouts, pool size, breaker, limits */
 };
@@ -54,9 +63,11 @@ void nkc_l2_close(struct nkc_l2 *l2);
  * on I/O or protocol failure, while the breaker is open or while reconnecting is
  * backing off, CACHE_ETIMEOUT when the deadline (l2.timeout_ms for the whole
  * pipeline, plus waiting for a free connection) passed. On failure out[] is all
- * NULL and the connection was poisoned and will be replaced. */
+ * NULL and the connection was poisoned and will be replaced. origin (may be NULL)
+ * tells which connection life served the pipeline. */
 cache_err_t nkc_l2_pipeline(struct nkc_l2 *l2, const void *route_key, size_t route_klen,
-                            size_t n, const struct nkc_cmd *cmds, struct nkc_reply **out);
+                            size_t n, const struct nkc_cmd *cmds, struct nkc_reply **out,
+                            struct nkc_origin *origin);
 /* One command; the same contract. */
 cache_err_t nkc_l2_command(struct nkc_l2 *l2, const void *route_key, size_t route_klen,
                            int argc, const char *const *argv, const size_t *argvlen,
@@ -73,13 +84,39 @@ enum nkc_breaker_state { NKC_BREAKER_CLOSED, NKC_BREAKER_OPEN, NKC_BREAKER_HALF_
 struct nkc_l2_totals {
     uint64_t commands, errors, timeouts, protocol_errors, reconnects, connect_failures;
     uint64_t breaker_trips, skipped_open;
+    uint64_t untracked_connects, retired;
+    int subscribed;
     enum nkc_breaker_state breaker;
 };
 void nkc_l2_totals(struct nkc_l2 *l2, struct nkc_l2_totals *t);
 const char *nkc_breaker_name(enum nkc_breaker_state s);
 
-/* Test hooks: the file descriptor of pooled connection i (-1 when closed), and the
- * number of pooled connections. */
+/* Test hook: the file descriptor of pooled connection i (-1 when closed). */
 int nkc_l2_conn_fd(struct nkc_l2 *l2, unsigned i);
+
+/* ---- tracking (driven by track.c) ---- */
+
+/* The per-slot live generations L1 checks entries against. */
+const _Atomic uint32_t *nkc_l2_live(const struct nkc_l2 *l2);
+/* Retires every connection's generation: every L1 copy read from Redis so far is
+ * treated as absent, and every connection reconnects (and re-registers) on use. */
+void nkc_l2_retire_all(struct nkc_l2 *l2);
+/* Records the subscriber's CLIENT ID (0: none, connections run untracked) and
+ * retires every generation so connections re-register with it. */
+void nkc_l2_set_subscriber(struct nkc_l2 *l2, long long id);
+/* Polls idle pooled connections for EOF (a dead server, CLIENT KILL) and retires
+ * the ones that died, without waiting for traffic. */
+void nkc_l2_check_idle(struct nkc_l2 *l2);
+
+/* The invalidation subscriber: its own connection (handshake, CLIENT ID, then
+ * SUBSCRIBE __redis__:invalidate), used by one thread. */
+struct nkc_l2_sub;
+cache_err_t nkc_l2_sub_open(struct nkc_l2 *l2, struct nkc_l2_sub **out, long long *id,
+                            char *msg, size_t msglen);
+/* The next push, waiting until the deadline: CACHE_OK with *out NULL on time-out. */
+cache_err_t nkc_l2_sub_next(struct nkc_l2 *l2, struct nkc_l2_sub *sub, int64_t deadline_ns,
+                            struct nkc_reply **out);
+cache_err_t nkc_l2_sub_ping(struct nkc_l2 *l2, struct nkc_l2_sub *sub);
+void nkc_l2_sub_close(struct nkc_l2_sub *sub);
 
 #endif /* NKC_L2_H */

@@ -14,28 +14,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Reads go through GETEX without options: it returns the value like GET but is a
+ * write command, so Redis does not start tracking the key for this connection.
+ * A tracked read (PTTL, STRLEN) is done only where this process keeps a copy, and
+ * always after any write of ours in the script: a connection's own write would
+ * otherwise invalidate its own fresh copy (we do not use NOLOOP, whose self-filter
+ * on Redis 7.0 also swallows tracking-table evictions; see docs/FORMAT.md). */
+
 /* {kind, value, pttl}: kind 1 value, 2 someone's lease, 3 our new lease, 0 absent,
  * 4 a value over the size we accept (not sent: the reply stays small) */
 static const char lookup_lua[] =
-    "local v = redis.call('GET', KEYS[1])\n"
+    "local v = redis.call('GETEX', KEYS[1])\n"
     "if v then\n"
-    "  if string.byte(v, 1) == 76 then return {2, '', redis.call('PTTL', KEYS[1])} end\n"
-    "  if #v > tonumber(ARGV[3]) then return {4, '', redis.call('PTTL', KEYS[1])} end\n"
-    "  return {1, v, redis.call('PTTL', KEYS[1])}\n"
+    "  if string.byte(v, 1) == 76 then return {2, '', 0} end\n"
+    "  local ttl = redis.call('PTTL', KEYS[1])\n"
+    "  if #v > tonumber(ARGV[3]) then return {4, '', ttl} end\n"
+    "  return {1, v, ttl}\n"
     "end\n"
     "if ARGV[1] == '' then return {0, '', 0} end\n"
     "redis.call('SET', KEYS[1], 'L' .. ARGV[1], 'PX', ARGV[2])\n"
     "return {3, '', tonumber(ARGV[2])}\n";
 
+/* The STRLEN after the SET is the tracked read that registers the copy this fill
+ * puts in L1, so the next writer anywhere invalidates it. */
 static const char fill_lua[] =
-    "if redis.call('GET', KEYS[1]) == 'L' .. ARGV[1] then\n"
+    "if redis.call('GETEX', KEYS[1]) == 'L' .. ARGV[1] then\n"
     "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])\n"
+    "  redis.call('STRLEN', KEYS[1])\n"
     "  return 1\n"
     "end\n"
     "return 0\n";
 
 static const char release_lua[] =
-    "if redis.call('GET', KEYS[1]) == 'L' .. ARGV[1] then\n"
+    "if redis.call('GETEX', KEYS[1]) == 'L' .. ARGV[1] then\n"
     "  return redis.call('DEL', KEYS[1])\n"
     "end\n"
     "return 0\n";
@@ -143,7 +154,7 @@ static void lookup_args(struct script_args *a, const struct nkc_l2ops *o, const 
 
 cache_err_t nkc_l2ops_lookup_many(const struct nkc_l2ops *o, size_t n, const void *const *keys,
                                   const size_t *klens, const uint64_t *tokens,
-                                  struct nkc_lookup *out)
+                                  struct nkc_lookup *out, struct nkc_origin *origin)
 {
     struct pkey *pk = calloc(n, sizeof(*pk));
     struct script_args *args = calloc(n, sizeof(*args));
@@ -160,7 +171,7 @@ cache_err_t nkc_l2ops_lookup_many(const struct nkc_l2ops *o, size_t n, const voi
         cmds[made] = (struct nkc_cmd){7, args[made].argv, args[made].lens};
     }
     if (err == CACHE_OK && n > 0)
-        err = nkc_l2_pipeline(o->l2, keys[0], klens[0], n, cmds, replies);
+        err = nkc_l2_pipeline(o->l2, keys[0], klens[0], n, cmds, replies, origin);
     for (size_t i = 0; i < n && out; i++) {
         if (err == CACHE_OK)
             decode_lookup(replies[i], &out[i]);
@@ -177,7 +188,7 @@ cache_err_t nkc_l2ops_lookup_many(const struct nkc_l2ops *o, size_t n, const voi
 }
 
 cache_err_t nkc_l2ops_lookup(const struct nkc_l2ops *o, const void *key, size_t klen,
-                             uint64_t token, struct nkc_lookup *out)
+                             uint64_t token, struct nkc_lookup *out, struct nkc_origin *origin)
 {
     struct pkey k;
     if (pkey_make(&k, o, key, klen) != 0)
@@ -185,7 +196,8 @@ cache_err_t nkc_l2ops_lookup(const struct nkc_l2ops *o, const void *key, size_t 
     struct script_args a;
     lookup_args(&a, o, &k, token);
     struct nkc_reply *r;
-    cache_err_t err = nkc_l2_command(o->l2, key, klen, 7, a.argv, a.lens, &r);
+    struct nkc_cmd cmd = {7, a.argv, a.lens};
+    cache_err_t err = nkc_l2_pipeline(o->l2, key, klen, 1, &cmd, &r, origin);
     pkey_free(&k);
     if (err == CACHE_OK)
         decode_lookup(r, out);
@@ -209,10 +221,12 @@ static char *envelope(int negative, const void *val, size_t vlen, size_t *len)
 
 /* Runs a one-key script whose reply is an integer; *result gets it. */
 static cache_err_t run_int_script(const struct nkc_l2ops *o, struct script_args *a, int argc,
-                                  const void *key, size_t klen, long long *result)
+                                  const void *key, size_t klen, long long *result,
+                                  struct nkc_origin *origin)
 {
     struct nkc_reply *r;
-    cache_err_t err = nkc_l2_command(o->l2, key, klen, argc, a->argv, a->lens, &r);
+    struct nkc_cmd cmd = {argc, a->argv, a->lens};
+    cache_err_t err = nkc_l2_pipeline(o->l2, key, klen, 1, &cmd, &r, origin);
     if (err != CACHE_OK)
         return err;
     if (r->type == NKC_R_INTEGER)
@@ -225,7 +239,7 @@ static cache_err_t run_int_script(const struct nkc_l2ops *o, struct script_args 
 
 cache_err_t nkc_l2ops_fill(const struct nkc_l2ops *o, const void *key, size_t klen,
                            uint64_t token, int negative, const void *val, size_t vlen,
-                           uint64_t ttl_ms, int *filled)
+                           uint64_t ttl_ms, int *filled, struct nkc_origin *origin)
 {
     *filled = 0;
     struct pkey k;
@@ -246,7 +260,7 @@ cache_err_t nkc_l2ops_fill(const struct nkc_l2ops *o, const void *key, size_t kl
     a.argv[6] = a.n2;
     a.lens[6] = strlen(a.n2);
     long long res = 0;
-    cache_err_t err = run_int_script(o, &a, 7, key, klen, &res);
+    cache_err_t err = run_int_script(o, &a, 7, key, klen, &res, origin);
     *filled = err == CACHE_OK && res == 1;
     pkey_free(&k);
     free(env);
@@ -265,7 +279,7 @@ cache_err_t nkc_l2ops_release(const struct nkc_l2ops *o, const void *key, size_t
     a.argv[4] = a.n1;
     a.lens[4] = strlen(a.n1);
     long long res = 0;
-    cache_err_t err = run_int_script(o, &a, 5, key, klen, &res);
+    cache_err_t err = run_int_script(o, &a, 5, key, klen, &res, NULL);
     pkey_free(&k);
     return err;
 }
@@ -283,7 +297,7 @@ static cache_err_t run_plain(const struct nkc_l2ops *o, int argc, const char **a
 }
 
 cache_err_t nkc_l2ops_set(const struct nkc_l2ops *o, const void *key, size_t klen,
-                          const void *val, size_t vlen, uint64_t ttl_ms)
+                          const void *val, size_t vlen, uint64_t ttl_ms, struct nkc_origin *origin)
 {
     struct pkey k;
     size_t elen;
@@ -294,9 +308,21 @@ cache_err_t nkc_l2ops_set(const struct nkc_l2ops *o, const void *key, size_t kle
     }
     char ttl[24];
     snprintf(ttl, sizeof(ttl), "%" PRIu64, ttl_ms);
-    const char *argv[5] = {"SET", k.p, env, "PX", ttl};
-    size_t lens[5] = {3, k.len, elen, 2, strlen(ttl)};
-    cache_err_t err = run_plain(o, 5, argv, lens, key, klen);
+    /* SET, then STRLEN on the same connection: our write dropped the key from this
+     * connection's tracking table; the read puts it back (see fill_lua) */
+    const char *set_argv[5] = {"SET", k.p, env, "PX", ttl};
+    size_t set_lens[5] = {3, k.len, elen, 2, strlen(ttl)};
+    const char *len_argv[2] = {"STRLEN", k.p};
+    size_t len_lens[2] = {6, k.len};
+    struct nkc_cmd cmds[2] = {{5, set_argv, set_lens}, {2, len_argv, len_lens}};
+    struct nkc_reply *r[2];
+    cache_err_t err = nkc_l2_pipeline(o->l2, key, klen, 2, cmds, r, origin);
+    if (err == CACHE_OK && (r[0]->type != NKC_R_STATUS || r[1]->type != NKC_R_INTEGER))
+        err = CACHE_EL2; /* refused (ACL, wrong type): Redis did not take the write */
+    if (err == CACHE_OK || r[0]) {
+        nkc_reply_free(r[0]);
+        nkc_reply_free(r[1]);
+    }
     pkey_free(&k);
     free(env);
     return err;

@@ -40,24 +40,26 @@ struct nkc_l2ops {
 };
 
 /* Reads key and its TTL in one round trip. With a non-zero token, an absent key
- * gets a lease for that token (lease_ms long). */
+ * gets a lease for that token (lease_ms long). Every call that reads or writes a
+ * key reports in *origin (may be NULL) the connection life it used, for tagging
+ * the L1 copy. */
 cache_err_t nkc_l2ops_lookup(const struct nkc_l2ops *o, const void *key, size_t klen,
-                             uint64_t token, struct nkc_lookup *out);
+                             uint64_t token, struct nkc_lookup *out, struct nkc_origin *origin);
 /* The same for n keys in one pipeline (one round trip); tokens[i] as above. */
 cache_err_t nkc_l2ops_lookup_many(const struct nkc_l2ops *o, size_t n, const void *const *keys,
                                   const size_t *klens, const uint64_t *tokens,
-                                  struct nkc_lookup *out);
+                                  struct nkc_lookup *out, struct nkc_origin *origin);
 /* Writes the value (or, with negative, a not-found) only if key still holds our
  * lease; *filled tells whether it did. A delete or set since the lease voids it. */
 cache_err_t nkc_l2ops_fill(const struct nkc_l2ops *o, const void *key, size_t klen,
                            uint64_t token, int negative, const void *val, size_t vlen,
-                           uint64_t ttl_ms, int *filled);
+                           uint64_t ttl_ms, int *filled, struct nkc_origin *origin);
 /* Drops our lease if it is still ours (after a failed load). */
 cache_err_t nkc_l2ops_release(const struct nkc_l2ops *o, const void *key, size_t klen,
                               uint64_t token);
 /* Unconditional write (voids any lease) and delete. */
 cache_err_t nkc_l2ops_set(const struct nkc_l2ops *o, const void *key, size_t klen,
-                          const void *val, size_t vlen, uint64_t ttl_ms);
+                          const void *val, size_t vlen, uint64_t ttl_ms, struct nkc_origin *origin);
 cache_err_t nkc_l2ops_del(const struct nkc_l2ops *o, const void *key, size_t klen);
 
 #endif /* NKC_L2OPS_H */

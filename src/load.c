@@ -136,6 +136,24 @@ static cache_err_t load_direct(struct cache *c, struct nkc_flight *f, uint64_t h
 
 static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
+/* Tags an L1 copy of something read from (or written to) Redis with the connection
+ * life that read it, and caps its TTL when that connection was not tracked. */
+static void tag(const struct cache *c, nkc_entry_t *e, const struct nkc_origin *o, uint64_t *cap)
+{
+    if (!c->cfg.l2_tracking || !o)
+        return;
+    e->slot = o->slot;
+    e->gen = o->gen;
+    if (!o->tracked && *cap > c->cfg.l2_untracked_l1_ttl_ms)
+        *cap = c->cfg.l2_untracked_l1_ttl_ms;
+}
+
+void nkc_tag_origin(const struct cache *c, nkc_entry_t *e, const struct nkc_origin *o,
+                    uint64_t *cap)
+{
+    tag(c, e, o, cap);
+}
+
 /* The L1 cap for a copy of an L2 entry with pttl ms left (-1: no expiry). */
 static uint64_t l2_copy_cap(const struct cache *c, int64_t pttl)
 {
@@ -158,9 +176,10 @@ static cache_err_t load_and_fill(struct cache *c, struct nkc_flight *f, uint64_t
     uint64_t base = negative ? c->cfg.negative_ttl_ms : (ttl ? ttl : c->cfg.l2_ttl_ms);
     uint64_t l2_ttl = nkc_jitter_ttl(c, base, base + (uint64_t)((double)base * c->cfg.ttl_jitter));
     int filled = 0;
+    struct nkc_origin origin;
     cache_err_t err = nkc_l2ops_fill(&c->ops, key, klen, token, negative,
                                      negative ? NULL : nkc_entry_value(e),
-                                     negative ? 0 : e->vlen, l2_ttl, &filled);
+                                     negative ? 0 : e->vlen, l2_ttl, &filled, &origin);
     uint64_t cap = min_u64(c->cfg.l1_ttl_ms, l2_ttl);
     if (err != CACHE_OK) {
         nkc_stat_add(c->stats, NKC_C_L2_FAILURES, 1);
@@ -170,9 +189,16 @@ static cache_err_t load_and_fill(struct cache *c, struct nkc_flight *f, uint64_t
     }
     int64_t now = nkc_cache_now_ms(c);
     if (negative) {
-        e = negative_entry(c, hash, key, klen, cap, now);
+        e = negative_entry(c, hash, key, klen, 1, now);
+        if (e && err == CACHE_OK)
+            tag(c, e, &origin, &cap);
+        if (e) /* the cap is known only now */
+            nkc_stamp(e, nkc_jitter_ttl(c, c->cfg.negative_ttl_ms,
+                                        min_u64(cap, c->cfg.negative_ttl_ms)), now);
     } else {
         e->node.hash = hash;
+        if (err == CACHE_OK)
+            tag(c, e, &origin, &cap);
         nkc_stamp(e, nkc_jitter_ttl(c, ttl, cap), now);
     }
     /* a lost lease means a set or delete happened meanwhile: answer, do not keep */
@@ -181,16 +207,20 @@ static cache_err_t load_and_fill(struct cache *c, struct nkc_flight *f, uint64_t
 
 /* A value or not-found that Redis holds: copy it into L1 under the TTL it has left. */
 static cache_err_t take_l2(struct cache *c, struct nkc_flight *f, uint64_t hash, const void *key,
-                           size_t klen, const struct nkc_lookup *lk, nkc_entry_t **out)
+                           size_t klen, const struct nkc_lookup *lk,
+                           const struct nkc_origin *origin, nkc_entry_t **out)
 {
     nkc_stat_add(c->stats, NKC_C_L2_HITS, 1);
     uint64_t cap = l2_copy_cap(c, lk->pttl_ms);
     int64_t now = nkc_cache_now_ms(c);
     nkc_entry_t *e;
     if (lk->found == NKC_FOUND_NEGATIVE) {
-        e = negative_entry(c, hash, key, klen, cap, now);
+        e = negative_entry(c, hash, key, klen, 1, now);
         if (!e) /* negative caching off here: answer without keeping */
             return publish(c, f, CACHE_ENOTFOUND, NULL, 0, out);
+        tag(c, e, origin, &cap);
+        nkc_stamp(e, nkc_jitter_ttl(c, c->cfg.negative_ttl_ms,
+                                    min_u64(cap, c->cfg.negative_ttl_ms)), now);
         return publish(c, f, CACHE_OK, e, 1, out);
     }
     if (lk->len > c->cfg.max_value_bytes || !(e = nkc_entry_new(key, klen, lk->len)))
@@ -198,6 +228,7 @@ static cache_err_t take_l2(struct cache *c, struct nkc_flight *f, uint64_t hash,
                        NULL, 0, out);
     memcpy(nkc_entry_value(e), lk->data, lk->len);
     e->node.hash = hash;
+    tag(c, e, origin, &cap);
     nkc_stamp(e, nkc_jitter_ttl(c, 0, cap), now);
     return publish(c, f, CACHE_OK, e, 1, out);
 }
@@ -205,7 +236,8 @@ static cache_err_t take_l2(struct cache *c, struct nkc_flight *f, uint64_t hash,
 /* Acts on an L2 lookup (r, lk), waiting out other processes' leases. */
 static cache_err_t after_lookup(struct cache *c, struct nkc_flight *f, uint64_t hash,
                                 const void *key, size_t klen, uint64_t token, cache_err_t r,
-                                struct nkc_lookup *lk, nkc_entry_t **out, cache_tier_t *tier)
+                                struct nkc_lookup *lk, struct nkc_origin *origin,
+                                nkc_entry_t **out, cache_tier_t *tier)
 {
     int64_t deadline = 0, pause_ms = 2;
     cache_err_t res;
@@ -219,7 +251,7 @@ static cache_err_t after_lookup(struct cache *c, struct nkc_flight *f, uint64_t 
         }
         if (lk->found == NKC_FOUND_VALUE || lk->found == NKC_FOUND_NEGATIVE) {
             *tier = CACHE_TIER_L2;
-            res = take_l2(c, f, hash, key, klen, lk, out);
+            res = take_l2(c, f, hash, key, klen, lk, origin, out);
             break;
         }
         if (lk->found == NKC_FOUND_BAD) {
@@ -237,7 +269,7 @@ static cache_err_t after_lookup(struct cache *c, struct nkc_flight *f, uint64_t 
             res = load_direct(c, f, hash, key, klen, c->cfg.l1_ttl_ms, 1, out);
             if (res == CACHE_OK)
                 nkc_l2ops_set(&c->ops, key, klen, cache_value_data(*out), (*out)->vlen,
-                              c->cfg.l2_ttl_ms);
+                              c->cfg.l2_ttl_ms, NULL);
             break;
         }
         /* someone else's lease: wait for their fill, bounded */
@@ -254,7 +286,7 @@ static cache_err_t after_lookup(struct cache *c, struct nkc_flight *f, uint64_t 
         nkc_sleep_ms(pause_ms);
         pause_ms = pause_ms < 32 ? pause_ms * 2 : 50;
         nkc_lookup_clear(lk);
-        r = nkc_l2ops_lookup(&c->ops, key, klen, token, lk);
+        r = nkc_l2ops_lookup(&c->ops, key, klen, token, lk, origin);
     }
     nkc_lookup_clear(lk);
     return res;
@@ -273,8 +305,9 @@ static cache_err_t lead(struct cache *c, struct nkc_flight *f, uint64_t hash, co
         return load_direct(c, f, hash, key, klen, c->cfg.l1_ttl_ms, 1, out);
     uint64_t token = lease_token(c);
     struct nkc_lookup lk;
-    cache_err_t r = nkc_l2ops_lookup(&c->ops, key, klen, token, &lk);
-    return after_lookup(c, f, hash, key, klen, token, r, &lk, out, tier);
+    struct nkc_origin origin;
+    cache_err_t r = nkc_l2ops_lookup(&c->ops, key, klen, token, &lk, &origin);
+    return after_lookup(c, f, hash, key, klen, token, r, &lk, &origin, out, tier);
 }
 
 cache_err_t nkc_load(struct cache *c, uint64_t hash, const void *key, size_t klen,
@@ -326,13 +359,16 @@ void nkc_load_many(struct cache *c, size_t n, const void *const *keys, const siz
         tokens[m] = lease_token(c);
         m++;
     }
-    cache_err_t r = c->l2 && m ? nkc_l2ops_lookup_many(&c->ops, m, lkeys, lklens, tokens, lks)
+    struct nkc_origin origin = {.slot = NKC_L2_NO_SLOT};
+    cache_err_t r = c->l2 && m ? nkc_l2ops_lookup_many(&c->ops, m, lkeys, lklens, tokens, lks,
+                                                       &origin)
                                : CACHE_OK;
     for (size_t k = 0; k < m; k++) {
         size_t i = idx[k];
+        struct nkc_origin o = origin; /* a lease wait may move to another connection */
         if (c->l2)
             status[i] = after_lookup(c, flights[i], hashes[i], keys[i], klens[i], tokens[k], r,
-                                     &lks[k], &out[i], &tier);
+                                     &lks[k], &o, &out[i], &tier);
         else
             status[i] = load_direct(c, flights[i], hashes[i], keys[i], klens[i],
                                     c->cfg.l1_ttl_ms, 1, &out[i]);

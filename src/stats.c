@@ -107,6 +107,16 @@ char *cache_stats_json(cache_t *c)
         bad |= put_u64(root, "l2.breaker_trips", l2.breaker_trips);
         bad |= put_u64(root, "l2.skipped_breaker_open", l2.skipped_open);
         bad |= put_path(root, "l2.breaker", json_string(nkc_breaker_name(l2.breaker)));
+        bad |= put_u64(root, "tracking.untracked_connects", l2.untracked_connects);
+        bad |= put_u64(root, "tracking.generations_retired", l2.retired);
+        bad |= put_path(root, "tracking.enabled", json_boolean(c->track != NULL));
+    }
+    if (!bad && c->track) {
+        struct nkc_track_totals tt;
+        nkc_track_totals(c->track, &tt);
+        bad |= put_u64(root, "tracking.messages", tt.messages);
+        bad |= put_u64(root, "tracking.subscriber_losses", tt.subscriber_losses);
+        bad |= put_path(root, "tracking.subscribed", json_boolean(tt.subscribed));
     }
     char *text = bad ? NULL : nkc_json_text(root);
     json_decref(root);

@@ -40,7 +40,15 @@
       "the lease")                                                                    \
     X(LEASE_WAITS, "l2.lease_waits", "lookups that waited for another process's load") \
     X(LEASE_WAIT_TIMEOUTS, "l2.lease_wait_timeouts", "lease waits that gave up and "  \
-      "loaded without filling")
+      "loaded without filling")                                                       \
+    X(INVALIDATIONS, "tracking.invalidations", "keys invalidated by other writers")    \
+    X(FLUSH_SUBSCRIBER, "tracking.flushes_subscriber_lost", "L1 copies from Redis "    \
+      "dropped because the subscriber was lost")                                      \
+    X(FLUSH_SERVER, "tracking.flushes_server", "L1 copies from Redis dropped by "      \
+      "FLUSHALL/FLUSHDB")                                                             \
+    X(RETRY_QUEUED, "retry.queued", "failed deletes queued for replay")               \
+    X(RETRY_REPLAYED, "retry.replayed", "queued deletes replayed")                    \
+    X(RETRY_DROPPED, "retry.dropped", "failed deletes not queued: queue full or off")
 
 enum nkc_counter {
 #define NKC_COUNTER_ENUM(name, path, doc) NKC_C_##name,

@@ -20,7 +20,22 @@ static inline const char *redis_url(void)
 }
 
 static inline int redis_port(void) { return atoi(getenv("NKC_REDIS_PORT")); }
-static inline pid_t redis_pid(void) { return (pid_t)atoi(getenv("NKC_REDIS_PID")); }
+/* The server's pid: tests/redis.sh's pid file, which a test that restarts the
+ * server rewrites, else the environment. */
+static inline pid_t redis_pid(void)
+{
+    const char *dir = getenv("NKC_REDIS_DIR");
+    char path[512];
+    int pid = 0;
+    snprintf(path, sizeof(path), "%s/pid", dir ? dir : "/nonexistent");
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%d", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return (pid_t)(pid ? pid : atoi(getenv("NKC_REDIS_PID")));
+}
 
 /* A raw connection for assertions (never the library's). */
 static inline redisContext *raw_connect(void)

@@ -182,6 +182,7 @@ static cache_config_t *fake_config(struct fake_redis *f)
     cfg_set(cfg, "l2.timeout_ms", "300");
     cfg_set(cfg, "l2.connect_timeout_ms", "300");
     cfg_set(cfg, "l2.max_value_bytes", "1KiB");
+    cfg_set(cfg, "l2.tracking", "off"); /* the fake speaks only what each test scripts */
     cache_config_set_loader(cfg, fake_loader, &db);
     return cfg;
 }
@@ -295,8 +296,9 @@ Test(faults, wrong_password_fails_closed_and_is_never_shown)
 }
 
 /* The ACL the README documents for a cache with prefix "app:". */
-#define APP_ACL "ACL SETUSER nkcapp on >app-pw resetkeys ~app:* resetchannels -@all " \
-                "+ping +select +eval +get +set +del +pttl"
+#define APP_ACL "ACL SETUSER nkcapp on >app-pw resetkeys ~app:* resetchannels " \
+                "&__redis__:invalidate -@all +ping +select +eval +getex +set +del +pttl " \
+                "+strlen +client|id +client|tracking +subscribe"
 
 Test(faults, least_privilege_acl_user_and_reconnect_reapplies_auth_and_select)
 {
