@@ -132,3 +132,36 @@ Test(restart, kill_9_and_restart_under_load)
     c = NULL;
     (void)again;
 }
+
+Test(restart, l1_copies_do_not_outlive_a_restart)
+{
+    const char *dir = getenv("NKC_REDIS_DIR");
+    cache_config_t *cfg = redis_config("rt:", &db);
+    cfg_set(cfg, "l1.ttl_ms", "300000");
+    cfg_set(cfg, "l2.timeout_ms", "100");
+    cfg_set(cfg, "l2.connect_timeout_ms", "200");
+    c = open_or_die(cfg);
+    cache_config_free(cfg);
+    char buf[64];
+    cr_assert_eq(get_str(c, "k", buf, sizeof(buf)), CACHE_OK);
+    cr_assert_eq(kill(redis_pid(), SIGKILL), 0);
+    usleep(200 * 1000);
+    start_redis(redis_port(), dir);
+    for (int i = 0; i < 100 && !answers(); i++)
+        usleep(20 * 1000);
+    redisContext *r = raw_connect();
+    redisReply *rep = redisCommand(r, "SET rt:k Vafter-restart");
+    cr_assert(rep && rep->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    redisFree(r);
+    int64_t t0 = nkc_now_ns();
+    do {
+        get_str(c, "k", buf, sizeof(buf));
+        if (strcmp(buf, "after-restart") == 0)
+            break;
+        usleep(10 * 1000);
+    } while (ms_since(t0) < 2000);
+    cr_assert_str_eq(buf, "after-restart", "the L1 copy from the old instance was served");
+    cache_close(c);
+    c = NULL;
+}
