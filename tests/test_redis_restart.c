@@ -52,10 +52,12 @@ static pid_t start_redis(int port, const char *dir)
     snprintf(portarg, sizeof(portarg), "%d", port);
     char *argv[] = {"redis-server", "--port", portarg, "--bind", "127.0.0.1", "--dir",
                     (char *)dir,    "--save", "",      "--appendonly", "no", NULL};
+    char log[512];
+    snprintf(log, sizeof(log), "%s/redis.log", dir); /* tests/redis.sh shows it on failure */
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_APPEND | O_CREAT, 0600);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
     pid_t pid;
     cr_assert_eq(posix_spawnp(&pid, "redis-server", &fa, NULL, argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
@@ -67,6 +69,15 @@ static pid_t start_redis(int port, const char *dir)
         fclose(f);
     }
     return pid;
+}
+
+/* Kills the server and waits until its process is gone (and its port free). */
+static void kill_redis(void)
+{
+    pid_t pid = redis_pid();
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    for (int i = 0; i < 500 && kill(pid, 0) == 0; i++)
+        usleep(10 * 1000);
 }
 
 static int answers(void)
@@ -81,6 +92,24 @@ static int answers(void)
     }
     redisFree(r);
     return ok;
+}
+
+/* Starts the server again on the same port and waits until it answers; retries
+ * when a start fails (on a loaded machine the old socket can linger briefly). */
+static pid_t restart_redis(const char *dir)
+{
+    for (int attempt = 0; attempt < 5; attempt++) {
+        pid_t pid = start_redis(redis_port(), dir);
+        for (int i = 0; i < 150; i++) { /* 3 s */
+            if (answers())
+                return pid;
+            if (kill(pid, 0) != 0 || waitpid(pid, NULL, WNOHANG) == pid)
+                break; /* it exited: try again */
+            usleep(20 * 1000);
+        }
+    }
+    cr_assert_fail("the restarted redis-server did not answer");
+    return -1;
 }
 
 Test(restart, kill_9_and_restart_under_load)
@@ -101,18 +130,11 @@ Test(restart, kill_9_and_restart_under_load)
         pthread_create(&w[i].t, NULL, worker_main, &w[i]);
     }
     usleep(300 * 1000);
-    cr_assert_eq(kill(redis_pid(), SIGKILL), 0);
+    kill_redis();
     usleep(700 * 1000);
     long long trips = stat_of(c, "l2.breaker_trips");
-    pid_t again = start_redis(redis_port(), dir);
-    int64_t t_back = 0;
-    for (int i = 0; i < 100 && !t_back; i++) {
-        if (answers())
-            t_back = nkc_now_ns();
-        else
-            usleep(20 * 1000);
-    }
-    cr_assert(t_back, "the restarted redis-server did not answer");
+    pid_t again = restart_redis(dir);
+    int64_t t_back = nkc_now_ns();
     int64_t deadline = t_back + 3000000000LL;
     while (atomic_load(&last_ok) <= t_back && nkc_now_ns() < deadline)
         usleep(10 * 1000);
@@ -144,11 +166,8 @@ Test(restart, l1_copies_do_not_outlive_a_restart)
     cache_config_free(cfg);
     char buf[64];
     cr_assert_eq(get_str(c, "k", buf, sizeof(buf)), CACHE_OK);
-    cr_assert_eq(kill(redis_pid(), SIGKILL), 0);
-    usleep(200 * 1000);
-    start_redis(redis_port(), dir);
-    for (int i = 0; i < 100 && !answers(); i++)
-        usleep(20 * 1000);
+    kill_redis();
+    restart_redis(dir);
     redisContext *r = raw_connect();
     redisReply *rep = redisCommand(r, "SET rt:k Vafter-restart");
     cr_assert(rep && rep->type == REDIS_REPLY_STATUS);
