@@ -88,7 +88,7 @@ stop_server() {
     done
     kill -KILL "$pid" 2>/dev/null || true
   fi
-  rm -f "$dir/pid" "$dir/env" "$dir/redis.log" "$dir/redis.sock"
+  rm -f "$dir/pid" "$dir/env" "$dir/redis.log" "$dir/redis.sock" "$dir/owner"
 }
 
 case ${1:-} in
@@ -96,14 +96,20 @@ run)
   shift
   [[ ${1:-} == -- ]] && shift
   (($#)) || die "usage: $0 run [--] CMD [ARG...]"
-  # Directories of runs that were killed (a CTest timeout sends SIGKILL): their server
-  # died with them.
-  for stale in "${TMPDIR:-/tmp}"/nkc-redis.*/pid; do
+  # Directories of runs whose runner was killed (a CTest timeout sends SIGKILL). The
+  # owner file names the runner, not the server: a test may kill and restart its
+  # server, and its directory must survive the moment between the two.
+  for stale in "${TMPDIR:-/tmp}"/nkc-redis.*/owner; do
     if [[ -f $stale ]] && ! kill -0 "$(<"$stale")" 2>/dev/null; then
-      rm -rf "${stale%/pid}"
+      dead=${stale%/owner}
+      if [[ -f $dead/pid ]] && [[ $(cat "/proc/$(<"$dead/pid")/comm" 2>/dev/null) == redis-server* ]]; then
+        kill -KILL "$(<"$dead/pid")" 2>/dev/null || true # the orphaned server
+      fi
+      rm -rf "$dead"
     fi
   done
   dir=$(mktemp -d "${TMPDIR:-/tmp}/nkc-redis.XXXXXX")
+  echo "$$" >"$dir/owner"
   trap 'stop_server "$dir"; rmdir "$dir" 2>/dev/null || true' EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
