@@ -18,6 +18,9 @@ int nkb_l1_main(int argc, char **argv);
 int nkb_memory_main(int argc, char **argv);
 /* Trace replay (bench/trace.c). main.c carries a weak stand-in until it exists. */
 int nkb_trace_main(int argc, char **argv);
+/* The Redis tier (bench/tiers.c, bench/l2.c; shared parts in bench/redis_base.c). */
+int nkb_tiers_main(int argc, char **argv);
+int nkb_l2_main(int argc, char **argv);
 
 /* ---------------------------------------------------------------- options */
 
@@ -45,6 +48,8 @@ typedef struct nkb_opts {
     int caffeine;         /* cleared by --no-caffeine */
     int memory;           /* cleared by --no-memory (the l1 mode's memory section) */
     const char *caffeine_jar; /* --caffeine-jar */
+    const char *redis_url;    /* --redis URL (tiers, l2); NULL: $NKC_REDIS_URL or a throwaway */
+    uint64_t loader_us;       /* --loader-us: the simulated database's delay (tiers) */
 } nkb_opts_t;
 
 void nkb_opts_init(nkb_opts_t *o);

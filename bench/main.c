@@ -25,6 +25,10 @@ static const struct mode modes[] = {
      "then bytes per entry"},
     {"memory", nkb_memory_main, 0, "only the bytes-per-entry part of l1"},
     {"trace", nkb_trace_main, 1, "miss ratios of the eviction policy on real traces"},
+    {"tiers", nkb_tiers_main, 1,
+     "L1+L2+loader vs plain cache-aside on Redis: ops/s, latency, hits per tier, DB load"},
+    {"l2", nkb_l2_main, 1,
+     "per-call cost of the L2 layer (L1 ~off) vs a raw hiredis GET loop"},
 };
 #define N_MODES (sizeof modes / sizeof modes[0])
 
@@ -118,29 +122,43 @@ static int set_theta(nkb_opts_t *o, const char *arg)
 }
 
 static const flag_t flags[] = {
-    {"threads", "N,N,...", CUSTOM_FLAG(set_threads), "l1",
+    {"threads", "N,N,...", CUSTOM_FLAG(set_threads), "l1 tiers l2",
      "thread counts, one measured point each [1,2]"},
     {"keys", "N", UINT_FLAG(keys, 2, 100000000), "l1 memory",
      "distinct keys, all prefilled [1000000]"},
-    {"dist", "zipf|uniform", CUSTOM_FLAG(set_dist), "l1", "key popularity [zipf]"},
-    {"theta", "X", CUSTOM_FLAG(set_theta), "l1", "zipf skew, 0 < X < 1 [0.99]"},
-    {"key-size", "BYTES", UINT_FLAG(key_size, 5, 63), "l1 memory",
+    {"keys", "N", UINT_FLAG(keys, 2, 100000000), "tiers l2", "distinct keys [100000]"},
+    {"dist", "zipf|uniform", CUSTOM_FLAG(set_dist), "l1 tiers", "key popularity [zipf]"},
+    {"dist", "zipf|uniform", CUSTOM_FLAG(set_dist), "l2",
+     "key popularity [uniform: with zipf the hottest key stays in the one-entry L1]"},
+    {"theta", "X", CUSTOM_FLAG(set_theta), "l1 tiers l2", "zipf skew, 0 < X < 1 [0.99]"},
+    {"key-size", "BYTES", UINT_FLAG(key_size, 5, 63), "l1 memory tiers l2",
      "\"key:\" + zero-padded index [12]"},
-    {"value-size", "BYTES", UINT_FLAG(value_size, 1, 16384), "l1 memory", "value length [100]"},
+    {"value-size", "BYTES", UINT_FLAG(value_size, 1, 16384), "l1 memory tiers l2",
+     "value length [100]"},
     {"duration-ms", "MS", UINT_FLAG(duration_ms, 1, 3600000), "l1",
      "measured time per point [2000]"},
-    {"ops", "N", UINT_FLAG(ops, 1, UINT64_MAX / 2), "l1",
-     "lookups per thread per point instead of a duration"},
-    {"repeat", "N", UINT_FLAG(repeat, 1, 99), "l1",
+    {"duration-ms", "MS", UINT_FLAG(duration_ms, 1, 3600000), "tiers",
+     "measured time per point, each from a cold start [2500]"},
+    {"duration-ms", "MS", UINT_FLAG(duration_ms, 1, 3600000), "l2",
+     "measured time per point [2000]"},
+    {"ops", "N", UINT_FLAG(ops, 1, UINT64_MAX / 2), "l1 tiers l2",
+     "operations per thread per point instead of a duration"},
+    {"repeat", "N", UINT_FLAG(repeat, 1, 99), "l1 tiers l2",
      "rounds per point, interleaved; reports the median [1]"},
     {"warmup-ms", "MS", UINT_FLAG(warmup_ms, 0, 3600000), "l1",
      "JVM warm-up before Caffeine is measured [2000]"},
-    {"seed", "N", UINT_FLAG(seed, 0, UINT64_MAX), "l1", "seed of the key sequences [1]"},
+    {"seed", "N", UINT_FLAG(seed, 0, UINT64_MAX), "l1 tiers l2",
+     "seed of the key sequences [1]"},
     {"no-caffeine", NULL, BOOL_FLAG(CLEAR, caffeine), "l1", "skip the Caffeine rows"},
     {"caffeine-jar", "PATH", STRING, FIELD(caffeine_jar), 0, 0, NULL, "l1",
      "[/usr/share/java/caffeine.jar]"},
     {"no-memory", NULL, BOOL_FLAG(CLEAR, memory), "l1", "skip the bytes-per-entry section"},
-    {"json", NULL, BOOL_FLAG(SET, json), "l1 memory",
+    {"redis", "URL", STRING, FIELD(redis_url), 0, 0, NULL, "tiers l2",
+     "redis://[user[:password]@]host[:port][/db] or unix:///path[?db=N] "
+     "[$NKC_REDIS_URL, else a throwaway redis-server]"},
+    {"loader-us", "US", UINT_FLAG(loader_us, 0, 10000000), "tiers",
+     "the simulated database's delay per query (nanosleep) [200]"},
+    {"json", NULL, BOOL_FLAG(SET, json), "l1 memory tiers l2",
      "one JSON document on stdout instead of tables"},
 };
 #define N_FLAGS (sizeof flags / sizeof flags[0])
@@ -190,6 +208,7 @@ void nkb_opts_init(nkb_opts_t *o)
     o->caffeine = 1;
     o->memory = 1;
     o->caffeine_jar = "/usr/share/java/caffeine.jar";
+    o->loader_us = 200;
 }
 
 unsigned nkb_opts_max_threads(const nkb_opts_t *o)
