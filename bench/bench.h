@@ -16,11 +16,13 @@
 /* Each mode parses its own argv; argv[0] is the mode name. Returns an exit code. */
 int nkb_l1_main(int argc, char **argv);
 int nkb_memory_main(int argc, char **argv);
-/* Trace replay (bench/trace.c). main.c carries a weak stand-in until it exists. */
+/* Trace replay (bench/trace.c). */
 int nkb_trace_main(int argc, char **argv);
 /* The Redis tier (bench/tiers.c, bench/l2.c; shared parts in bench/redis_base.c). */
 int nkb_tiers_main(int argc, char **argv);
 int nkb_l2_main(int argc, char **argv);
+/* Cross-process invalidation (bench/coherence.c): its own flags, see --help there. */
+int nkb_coherence_main(int argc, char **argv);
 
 /* ---------------------------------------------------------------- options */
 

@@ -29,17 +29,11 @@ static const struct mode modes[] = {
      "L1+L2+loader vs plain cache-aside on Redis: ops/s, latency, hits per tier, DB load"},
     {"l2", nkb_l2_main, 1,
      "per-call cost of the L2 layer (L1 ~off) vs a raw hiredis GET loop"},
+    {"coherence", nkb_coherence_main, 1,
+     "invalidation propagation across processes, stale reads, L1 hits: tracking vs short TTL"},
 };
 #define N_MODES (sizeof modes / sizeof modes[0])
 
-/* Until bench/trace.c provides the real one. */
-__attribute__((weak)) int nkb_trace_main(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "nakkucache-bench: trace mode not built\n");
-    return 0;
-}
 
 /* ---------------------------------------------------------------- flags */
 
