@@ -9,6 +9,7 @@
 
 #include <hiredis/hiredis.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 
@@ -92,17 +93,25 @@ static inline cache_config_t *redis_config(const char *prefix, struct fake_db *d
     return cfg;
 }
 
-/* Runs fn(arg) in a child process; returns its exit status (0 = success). */
-static inline int in_child(int (*fn)(void *), void *arg)
+/* Runs the peer program (tests/tools/nkc_peer.c) on the test server: a write from
+ * another process, spawned with fork + exec so it is safe while this process runs
+ * threads. Returns its exit status. */
+static inline int peer_ttl(const char *prefix, const char *op, const char *key,
+                           const char *value, const char *ttl_ms)
 {
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0)
-        _exit(fn(arg));
+    char *argv[8] = {(char *)NKC_PEER, (char *)redis_url(), (char *)prefix, (char *)op,
+                     (char *)key, (char *)value, (char *)ttl_ms, NULL};
+    pid_t pid;
+    extern char **environ;
+    cr_assert_eq(posix_spawn(&pid, NKC_PEER, NULL, NULL, argv, environ), 0, "spawn %s", NKC_PEER);
     int status = 0;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static inline int peer(const char *prefix, const char *op, const char *key, const char *value)
+{
+    return peer_ttl(prefix, op, key, value, NULL);
 }
 
 static inline double ms_since(int64_t t0_ns) { return (double)(nkc_now_ns() - t0_ns) / 1e6; }

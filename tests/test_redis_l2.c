@@ -22,15 +22,6 @@ static cache_t *open_prefix(const char *prefix, struct fake_db *d)
     return cc;
 }
 
-static int child_set(void *arg)
-{
-    const char **kv = arg;
-    cache_t *cc = open_prefix(kv[0], NULL);
-    cache_err_t err = cache_set(cc, kv[1], strlen(kv[1]), kv[2], strlen(kv[2]), (uint64_t)atoi(kv[3]));
-    cache_close(cc);
-    return err == CACHE_OK ? 0 : 10 + (int)err;
-}
-
 static cache_tier_t get_tier(cache_t *cc, const char *key, char *buf, size_t cap, cache_err_t *err)
 {
     cache_value_t *v = NULL;
@@ -46,8 +37,7 @@ static cache_tier_t get_tier(cache_t *cc, const char *key, char *buf, size_t cap
 
 Test(redis, processes_share_values_through_l2)
 {
-    const char *kv[] = {"share:", "product:7", "from the other process", "0"};
-    cr_assert_eq(in_child(child_set, kv), 0);
+    cr_assert_eq(peer("share:", "set", "product:7", "from the other process"), 0);
     c = open_prefix("share:", &db);
     char buf[64];
     cache_err_t err;
@@ -70,8 +60,7 @@ Test(redis, processes_share_values_through_l2)
 
 Test(redis, ttl_propagates_and_caps_l1)
 {
-    const char *kv[] = {"ttl:", "short", "lives 400 ms", "400"};
-    cr_assert_eq(in_child(child_set, kv), 0);
+    cr_assert_eq(peer_ttl("ttl:", "set", "short", "lives 400 ms", "400"), 0);
     c = open_prefix("ttl:", &db);
     redisContext *r = raw_connect();
     long long pttl = raw_int(r, "PTTL %s", "ttl:short");
@@ -217,14 +206,6 @@ Test(redis, mget_one_round_trip_then_loader)
 
 /* ---- the stale-fill race ---- */
 
-static int child_del(void *arg)
-{
-    cache_t *cc = open_prefix((const char *)arg, NULL);
-    cache_err_t err = cache_del(cc, "p", 1);
-    cache_close(cc);
-    return err == CACHE_OK ? 0 : 1;
-}
-
 struct bg_get {
     pthread_t t;
     cache_t *c;
@@ -253,7 +234,7 @@ static char *stale_fill_run(const char *prefix, int leases)
     cr_assert_eq(pthread_create(&g.t, NULL, bg_get_main, &g), 0);
     wait_flag(&db.entered);
     atomic_store(&db.version, 1); /* the writer updates the database ... */
-    cr_assert_eq(in_child(child_del, (void *)prefix), 0); /* ... then invalidates */
+    cr_assert_eq(peer(prefix, "del", "p", NULL), 0); /* ... then invalidates */
     atomic_store(&db.release, 1);
     pthread_join(g.t, NULL);
     cr_assert_eq(g.err, CACHE_OK);

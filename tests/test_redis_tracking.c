@@ -75,33 +75,15 @@ static void raw_set_value(redisContext *r, const char *prefix, const char *key, 
     freeReplyObject(rep);
 }
 
-struct child_write {
-    const char *prefix, *key, *value; /* value NULL: delete */
-};
-static int child_write(void *arg)
-{
-    struct child_write *w = arg;
-    cache_config_t *cfg = redis_config(w->prefix, NULL);
-    cache_t *cc = open_or_die(cfg);
-    cache_err_t err = w->value ? cache_set(cc, w->key, strlen(w->key), w->value,
-                                           strlen(w->value), 0)
-                               : cache_del(cc, w->key, strlen(w->key));
-    cache_close(cc);
-    cache_config_free(cfg);
-    return err == CACHE_OK ? 0 : 1;
-}
-
 Test(tracking, another_process_writes_reach_this_l1)
 {
     c = open_tracked("tp:");
     warm("product:1");
-    struct child_write set = {"tp:", "product:1", "price 20"};
-    cr_assert_eq(in_child(child_write, &set), 0);
+    cr_assert_eq(peer("tp:", "set", "product:1", "price 20"), 0);
     wait_for("product:1", "price 20");
     warm("product:1");
     atomic_store(&db.version, 7);
-    struct child_write del = {"tp:", "product:1", NULL};
-    cr_assert_eq(in_child(child_write, &del), 0);
+    cr_assert_eq(peer("tp:", "del", "product:1", NULL), 0);
     wait_for("product:1", "v:product:1:7");
     cr_assert(stat_of(c, "tracking.invalidations") >= 2);
 }
