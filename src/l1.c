@@ -377,7 +377,6 @@ uint64_t nkc_l1_hash(const struct nkc_l1 *l1, const void *key, size_t klen)
     return XXH3_64bits_withSeed(key, klen, l1->seed);
 }
 
-uint64_t nkc_l1_max_charge(const struct nkc_l1 *l1) { return l1->stripes[0].max_charge; }
 unsigned nkc_l1_stripes(const struct nkc_l1 *l1) { return l1->n_stripes; }
 
 static inline struct stripe *stripe_of(struct nkc_l1 *l1, uint64_t hash)

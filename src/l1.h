@@ -68,8 +68,6 @@ cache_err_t nkc_l1_create(struct nkc_l1 **out, const struct nkc_l1_params *p);
 void nkc_l1_destroy(struct nkc_l1 *l1);
 
 uint64_t nkc_l1_hash(const struct nkc_l1 *l1, const void *key, size_t klen);
-/* The largest charge (bytes) one entry may have to be kept in L1. */
-uint64_t nkc_l1_max_charge(const struct nkc_l1 *l1);
 unsigned nkc_l1_stripes(const struct nkc_l1 *l1);
 
 enum nkc_l1_result { NKC_L1_MISS, NKC_L1_HIT };

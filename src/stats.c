@@ -19,8 +19,6 @@ static const char *const paths[] = {
 #undef NKC_COUNTER_PATH
 };
 
-const char *nkc_stat_path(enum nkc_counter k) { return paths[k]; }
-
 uint64_t nkc_stat_sum(const struct nkc_stats *s, enum nkc_counter k)
 {
     uint64_t sum = 0;

@@ -73,8 +73,6 @@ static inline void nkc_stat_add(struct nkc_stats *s, enum nkc_counter k, uint64_
 }
 
 uint64_t nkc_stat_sum(const struct nkc_stats *s, enum nkc_counter k);
-/* The JSON path of counter k ("l1.hits"). */
-const char *nkc_stat_path(enum nkc_counter k);
 
 struct json_t;
 /* root rendered as compact JSON: a new string (free()), or NULL. */
