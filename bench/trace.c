@@ -29,7 +29,15 @@
 #define nkc_policy_evict nkb_direct_policy_evict
 #define nkc_policy_entries nkb_direct_policy_entries
 #define nkc_policy_bytes nkb_direct_policy_bytes
+#define nkc_node_charge nkb_direct_node_charge
 #include "../src/policy.c"
+
+/* Direct replays bound entries only: every node costs one byte. */
+uint32_t nkb_direct_node_charge(const struct nkc_pnode *n)
+{
+    (void)n;
+    return 1;
+}
 
 #define BAR_BEST 0.02
 #define BAR_LRU 0.05
@@ -265,7 +273,6 @@ static void direct_fill(struct dmap *m, struct nkc_policy *p, uint64_t key, uint
         return;
     e->key = key;
     e->node.hash = hash;
-    e->node.charge = 1;
     *at = e;
     nkc_policy_insert(p, &e->node);
     struct nkc_pnode *v;

@@ -49,7 +49,7 @@ enum nkc_kind {
       "deadline for one Redis round trip (not for a whole cache_get)")                      \
     X(l2_connect_timeout_ms, "l2.connect_timeout_ms", NKC_MS, "1000", 1, 600000,            \
       "deadline for connecting and the handshake (AUTH, SELECT, TRACKING)")                 \
-    X(l2_pool_size, "l2.pool_size", NKC_COUNT, "4", 1, 256, "data connections per process") \
+    X(l2_pool_size, "l2.pool_size", NKC_COUNT, "4", 1, 255, "data connections per process") \
     X(l2_breaker_failures, "l2.breaker.failures", NKC_COUNT, "3", 1, 1000000,               \
       "consecutive L2 failures that open the circuit breaker")                              \
     X(l2_breaker_cooldown_ms, "l2.breaker.cooldown_ms", NKC_MS, "30000", 1, 86400000,       \

@@ -95,8 +95,7 @@ nkc_entry_t *nkc_entry_new(const void *key, size_t klen, size_t vlen)
     e->vlen = (uint32_t)vlen;
     e->ttl_ms = 0;
     e->expire_ms = 0;
-    e->gen = 0;
-    e->slot = NKC_NO_SLOT;
+    e->node.spare = NKC_ENTRY_NO_SLOT << 8;
     memcpy(e->data, key, klen);
     return e;
 }
@@ -392,11 +391,12 @@ static inline int fresh(const struct nkc_l1 *l1, const nkc_entry_t *e, int64_t n
 {
     if (e->expire_ms <= now_ms)
         return 0;
+    unsigned slot = e->node.spare >> 8;
     /* relaxed: a generation is retired before the invalidation that made it
      * necessary could matter to anyone; readers only need to see it eventually
      * soon, and the 1 s detection bound dwarfs coherence latency */
-    return e->slot == NKC_NO_SLOT ||
-           atomic_load_explicit(&l1->live[e->slot], memory_order_relaxed) == e->gen;
+    return slot == NKC_ENTRY_NO_SLOT ||
+           atomic_load_explicit(&l1->live[slot], memory_order_relaxed) == e->node.aux;
 }
 
 enum nkc_l1_result nkc_l1_get(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen,
@@ -532,7 +532,7 @@ static int insert_locked(struct stripe *s, nkc_entry_t *e)
     nkc_entry_t *old = probe(t, e->node.hash, e->data, e->klen, &slot);
     if (old)
         unlink_entry(s, t, slot, old, 1);
-    if (e->node.charge > s->max_charge || ((uint64_t)(uintptr_t)e >> PTR_BITS) != 0)
+    if (nkc_node_charge(&e->node) > s->max_charge || ((uint64_t)(uintptr_t)e >> PTR_BITS) != 0)
         return -1; /* too large to keep; or an address the slot encoding cannot hold */
     if ((t->used + 1) * 4 > (t->mask + 1) * 3) {
         if (grow(s) != 0)
@@ -546,10 +546,11 @@ static int insert_locked(struct stripe *s, nkc_entry_t *e)
     return 0;
 }
 
-static void set_charge(nkc_entry_t *e)
+uint32_t nkc_node_charge(const struct nkc_pnode *n)
 {
-    size_t usable = malloc_usable_size(e) + SLOT_CHARGE;
-    e->node.charge = usable > UINT32_MAX ? UINT32_MAX : (uint32_t)usable;
+    /* the node is the first member of the entry: n is the allocation */
+    size_t usable = malloc_usable_size((void *)(uintptr_t)n) + SLOT_CHARGE;
+    return usable > UINT32_MAX ? UINT32_MAX : (uint32_t)usable;
 }
 
 enum nkc_fill nkc_l1_complete(struct nkc_l1 *l1, struct nkc_flight *f, cache_err_t status,
@@ -563,8 +564,7 @@ enum nkc_fill nkc_l1_complete(struct nkc_l1 *l1, struct nkc_flight *f, cache_err
     struct stripe *s = stripe_of(l1, f->hash);
     enum nkc_fill fill = NKC_FILL_OVERTAKEN;
     if (e)
-        set_charge(e);
-    nkc_mutex_lock(&s->lock);
+        nkc_mutex_lock(&s->lock);
     if (e && !keep)
         fill = NKC_FILL_SKIPPED;
     else if (e && !f->overtaken)
@@ -613,7 +613,6 @@ static int remove_locked(struct stripe *s, uint64_t hash, const void *key, size_
 int nkc_l1_put(struct nkc_l1 *l1, nkc_entry_t *e, uint64_t ticket)
 {
     struct stripe *s = stripe_of(l1, e->node.hash);
-    set_charge(e);
     nkc_mutex_lock(&s->lock);
     int r;
     if (ticket != NKC_NO_TICKET &&

@@ -16,8 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Entry flags (kept in node.spare, set before publication, immutable after). */
+/* node.spare: flags in the low byte, the Redis connection slot in the high byte;
+ * node.aux: that connection's generation. Set before publication, immutable after. */
 #define NKC_ENTRY_NEGATIVE 0x1u /* a cached "not found": no value */
+#define NKC_ENTRY_NO_SLOT 0xFFu /* not read through a pooled Redis connection */
 
 /* One immutable, reference-counted allocation: header, key, value. It is also the
  * public cache_value_t. The table holds one reference; each handle another. */
@@ -28,11 +30,8 @@ struct cache_value {
     uint32_t vlen;
     uint32_t ttl_ms;       /* the TTL it was given: born = expire_ms - ttl_ms */
     int64_t expire_ms;     /* on the cache's clock */
-    uint32_t gen;          /* the Redis connection generation that read it ... */
-    uint32_t slot;         /* ... on pooled connection `slot`; NKC_NO_SLOT: none */
     unsigned char data[];  /* key bytes, then value bytes */
 };
-#define NKC_NO_SLOT UINT32_MAX
 typedef struct cache_value nkc_entry_t;
 
 /* A new entry with refs = 1 (the caller's), key copied, value space uninitialised
@@ -42,6 +41,13 @@ static inline unsigned char *nkc_entry_value(nkc_entry_t *e) { return e->data + 
 static inline int nkc_entry_negative(const nkc_entry_t *e)
 {
     return (e->node.spare & NKC_ENTRY_NEGATIVE) != 0;
+}
+/* Records that e was read through pooled Redis connection `slot` (< 255) in its
+ * life `gen`; see nkc_l1_params.live. */
+static inline void nkc_entry_set_origin(nkc_entry_t *e, uint32_t slot, uint32_t gen)
+{
+    e->node.spare = (uint16_t)((e->node.spare & 0xFFu) | ((slot & 0xFFu) << 8));
+    e->node.aux = gen;
 }
 static inline void nkc_entry_ref(nkc_entry_t *e)
 {

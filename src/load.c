@@ -140,10 +140,9 @@ static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
  * life that read it, and caps its TTL when that connection was not tracked. */
 static void tag(const struct cache *c, nkc_entry_t *e, const struct nkc_origin *o, uint64_t *cap)
 {
-    if (!c->cfg.l2_tracking || !o)
+    if (!c->cfg.l2_tracking || !o || o->slot >= NKC_ENTRY_NO_SLOT)
         return;
-    e->slot = o->slot;
-    e->gen = o->gen;
+    nkc_entry_set_origin(e, o->slot, o->gen);
     if (!o->tracked && *cap > c->cfg.l2_untracked_l1_ttl_ms)
         *cap = c->cfg.l2_untracked_l1_ttl_ms;
 }

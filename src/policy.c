@@ -80,7 +80,7 @@ static void queue_push(struct queue *q, struct nkc_pnode *n)
     q->head.next->prev = n;
     q->head.next = n;
     q->entries++;
-    q->bytes += n->charge;
+    q->bytes += nkc_node_charge(n);
 }
 
 static void queue_unlink(struct queue *q, struct nkc_pnode *n)
@@ -89,7 +89,7 @@ static void queue_unlink(struct queue *q, struct nkc_pnode *n)
     n->next->prev = n->prev;
     n->prev = n->next = NULL;
     q->entries--;
-    q->bytes -= n->charge;
+    q->bytes -= nkc_node_charge(n);
 }
 
 static struct nkc_pnode *queue_oldest(struct queue *q)
@@ -343,7 +343,7 @@ static int main_has_room(const struct nkc_policy *p, const struct nkc_pnode *n)
     uint64_t e = p->q[Q_PROBATION].entries + p->q[Q_PROTECTED].entries;
     uint64_t b = p->q[Q_PROBATION].bytes + p->q[Q_PROTECTED].bytes;
     return (!p->max_entries || e + 1 <= p->max_entries - scale(p->max_entries, p->share)) &&
-           (!p->max_bytes || b + n->charge <= p->max_bytes - scale(p->max_bytes, p->share));
+           (!p->max_bytes || b + nkc_node_charge(n) <= p->max_bytes - scale(p->max_bytes, p->share));
 }
 
 /* Protected may hold PROTECTED_SHARE of main's budget. */

@@ -14,15 +14,21 @@
 #include <stddef.h>
 
 /* Embedded in every L1 entry. The queue links and `queue` belong to the policy;
- * `hash` and `charge` are set by L1 before nkc_policy_insert and never change. */
+ * `hash` is set by L1 before nkc_policy_insert and never changes; `aux` and
+ * `spare` belong to L1 (the policy never reads them). */
 struct nkc_pnode {
     struct nkc_pnode *prev, *next;
     uint64_t hash;           /* the key's seeded 64-bit hash */
-    uint32_t charge;         /* bytes this entry costs against the byte budget */
+    uint32_t aux;            /* L1's: the Redis connection generation of the entry */
     _Atomic uint8_t freq;    /* hit bookkeeping; written by nkc_policy_touch */
     uint8_t queue;           /* policy-private: which queue the node is on */
-    uint16_t spare;
+    uint16_t spare;          /* L1's: flags and connection slot */
 };
+
+/* The bytes a node's entry costs against the byte budget, provided by the owner of
+ * the nodes (L1: the allocation's usable size plus its table share). Constant while
+ * the node is in the policy; computed rather than stored to keep nodes small. */
+uint32_t nkc_node_charge(const struct nkc_pnode *n);
 
 /* Opaque policy state for one stripe; sized by nkc_policy_size(). */
 struct nkc_policy;
