@@ -563,8 +563,7 @@ enum nkc_fill nkc_l1_complete(struct nkc_l1 *l1, struct nkc_flight *f, cache_err
     }
     struct stripe *s = stripe_of(l1, f->hash);
     enum nkc_fill fill = NKC_FILL_OVERTAKEN;
-    if (e)
-        nkc_mutex_lock(&s->lock);
+    nkc_mutex_lock(&s->lock);
     if (e && !keep)
         fill = NKC_FILL_SKIPPED;
     else if (e && !f->overtaken)
