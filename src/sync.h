@@ -20,10 +20,18 @@
 typedef pthread_mutex_t nkc_mutex_t;
 typedef pthread_cond_t nkc_cond_t;
 
+/* Debug builds (no NDEBUG) use error-checking mutexes: unlocking a mutex this
+ * thread does not hold, or locking one twice, aborts instead of corrupting. */
 static inline void nkc_mutex_init(nkc_mutex_t *m)
 {
-    if (pthread_mutex_init(m, NULL) != 0)
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+#ifndef NDEBUG
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+#endif
+    if (pthread_mutex_init(m, &a) != 0)
         abort();
+    pthread_mutexattr_destroy(&a);
 }
 static inline void nkc_mutex_destroy(nkc_mutex_t *m) { pthread_mutex_destroy(m); }
 static inline void nkc_mutex_lock(nkc_mutex_t *m)
