@@ -21,6 +21,7 @@ int main(int argc, char **argv)
     cache_t *c = NULL;
     if (!cfg || cache_config_set(cfg, "l2.url", argv[1], err, sizeof(err)) != CACHE_OK ||
         cache_config_set(cfg, "l2.key_prefix", argv[2], err, sizeof(err)) != CACHE_OK ||
+        cache_config_set(cfg, "ttl_jitter", "0", err, sizeof(err)) != CACHE_OK || /* exact TTLs */
         cache_open(&c, cfg, err, sizeof(err)) != CACHE_OK) {
         fprintf(stderr, "nkc_peer: %s\n", err);
         cache_config_free(cfg);
