@@ -63,6 +63,16 @@ static cache_err_t check_key(const struct cache *c, const void *key, size_t klen
     return klen > c->cfg.max_key_bytes ? CACHE_ETOOBIG : CACHE_OK;
 }
 
+/* The start of every single-key call: the key's checks, then call_begin. On
+ * CACHE_OK the caller is inside the EBR section call_begin opened. */
+static cache_err_t begin_keyed(struct cache *c, const void *key, size_t klen)
+{
+    cache_err_t err = check_key(c, key, klen);
+    if (err != CACHE_OK)
+        return err;
+    return call_begin(c) != 0 ? CACHE_ECLOSED : CACHE_OK;
+}
+
 /* ---- Redis, tracking, replaying failed deletes ---- */
 
 static cache_err_t open_l2(struct cache *c, char *errbuf, size_t errlen)
@@ -199,11 +209,9 @@ cache_err_t cache_get_ex(cache_t *c, const void *key, size_t klen, cache_value_t
         *out = NULL;
     if (!c || !out || (info && !info_has(info, INFO_END(tier))))
         return CACHE_EINVAL;
-    cache_err_t err = check_key(c, key, klen);
+    cache_err_t err = begin_keyed(c, key, klen);
     if (err != CACHE_OK)
         return err;
-    if (call_begin(c) != 0)
-        return CACHE_ECLOSED;
     cache_tier_t tier = CACHE_TIER_L1;
     err = get_ref(c, key, klen, out, &tier);
     if (info && err == CACHE_OK) {
@@ -254,11 +262,9 @@ cache_err_t cache_get_copy(cache_t *c, const void *key, size_t klen, void *buf, 
 {
     if (!c || !len || (!buf && cap > 0))
         return CACHE_EINVAL;
-    cache_err_t err = check_key(c, key, klen);
+    cache_err_t err = begin_keyed(c, key, klen);
     if (err != CACHE_OK)
         return err;
-    if (call_begin(c) != 0)
-        return CACHE_ECLOSED;
     uint64_t hash = nkc_l1_hash(c->l1, key, klen);
     int negative = 0;
     if (nkc_l1_get_copy(c->l1, hash, key, klen, nkc_cache_now_ms(c), buf, cap, len, &negative) ==
@@ -353,11 +359,9 @@ cache_err_t cache_del(cache_t *c, const void *key, size_t klen)
 {
     if (!c)
         return CACHE_EINVAL;
-    cache_err_t err = check_key(c, key, klen);
+    cache_err_t err = begin_keyed(c, key, klen);
     if (err != CACHE_OK)
         return err;
-    if (call_begin(c) != 0)
-        return CACHE_ECLOSED;
     slow_begin(c);
     if (c->l2 && (err = nkc_l2ops_del(&c->ops, key, klen)) != CACHE_OK)
         retry_later(c, key, klen);
@@ -469,18 +473,6 @@ static void *maintenance_main(void *arg)
     return NULL;
 }
 
-/* Starts a library thread with every signal blocked, so the host's handlers
- * never run on it. */
-static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(t, NULL, fn, arg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc;
-}
-
 static uint64_t random_seed(void)
 {
     uint64_t seed;
@@ -553,7 +545,7 @@ cache_err_t cache_open(cache_t **out, const cache_config_t *cfg, char *errbuf, s
         cache_destroy(c);
         return err;
     }
-    if (start_thread(&c->maintenance, maintenance_main, c) != 0) {
+    if (nkc_thread_start(&c->maintenance, maintenance_main, c) != 0) {
         nkc_errf(errbuf, errlen, "cache_open: cannot start the maintenance thread");
         cache_destroy(c);
         return CACHE_ENOMEM;

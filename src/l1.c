@@ -399,17 +399,27 @@ static inline int fresh(const struct nkc_l1 *l1, const nkc_entry_t *e, int64_t n
            atomic_load_explicit(&l1->live[slot], memory_order_relaxed) == e->node.aux;
 }
 
+/* The lock-free probe of both lookups; call inside an EBR section. A hit is noted
+ * for the policy. */
+static inline nkc_entry_t *find_fresh(struct nkc_l1 *l1, uint64_t hash, const void *key,
+                                      size_t klen, int64_t now_ms)
+{
+    struct table *t = atomic_load_explicit(&stripe_of(l1, hash)->table, memory_order_acquire);
+    nkc_entry_t *e = probe(t, hash, key, klen, NULL);
+    if (!e || !fresh(l1, e, now_ms))
+        return NULL;
+    nkc_policy_touch(&e->node);
+    return e;
+}
+
 enum nkc_l1_result nkc_l1_get(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen,
                               int64_t now_ms, nkc_entry_t **out)
 {
-    struct stripe *s = stripe_of(l1, hash);
     enum nkc_l1_result r = NKC_L1_MISS;
     nkc_ebr_enter();
-    struct table *t = atomic_load_explicit(&s->table, memory_order_acquire);
-    nkc_entry_t *e = probe(t, hash, key, klen, NULL);
-    if (e && fresh(l1, e, now_ms)) {
+    nkc_entry_t *e = find_fresh(l1, hash, key, klen, now_ms);
+    if (e) {
         nkc_entry_ref(e);
-        nkc_policy_touch(&e->node);
         *out = e;
         r = NKC_L1_HIT;
     }
@@ -421,17 +431,14 @@ enum nkc_l1_result nkc_l1_get_copy(struct nkc_l1 *l1, uint64_t hash, const void 
                                    size_t klen, int64_t now_ms, void *buf, size_t cap,
                                    size_t *len, int *negative)
 {
-    struct stripe *s = stripe_of(l1, hash);
     enum nkc_l1_result r = NKC_L1_MISS;
     nkc_ebr_enter();
-    struct table *t = atomic_load_explicit(&s->table, memory_order_acquire);
-    nkc_entry_t *e = probe(t, hash, key, klen, NULL);
-    if (e && fresh(l1, e, now_ms)) {
+    nkc_entry_t *e = find_fresh(l1, hash, key, klen, now_ms);
+    if (e) {
         *negative = nkc_entry_negative(e);
         *len = e->vlen;
         if (e->vlen <= cap && e->vlen > 0)
             memcpy(buf, e->data + e->klen, e->vlen);
-        nkc_policy_touch(&e->node);
         r = NKC_L1_HIT;
     }
     nkc_ebr_exit();

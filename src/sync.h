@@ -102,6 +102,10 @@ static inline uint64_t nkc_mix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
+/* Starts a library thread with every signal blocked, so the host's handlers never
+ * run on it. Returns pthread_create's result. */
+int nkc_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+
 /* A uniform double in [0, 1), and 64 random bits, from the calling thread's own
  * generator (seeded from its address and the clock; not cryptographic). */
 double nkc_rand_unit(void);

@@ -14,7 +14,6 @@
 
 #include "sync.h"
 
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,12 +166,7 @@ cache_err_t nkc_track_start(struct nkc_track **out, const struct nkc_track_param
         free(t);
         return err;
     }
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&t->thread, NULL, tracker_main, t);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
+    if (nkc_thread_start(&t->thread, tracker_main, t) != 0) {
         nkc_l2_sub_close(t->sub);
         nkc_l2_set_subscriber(p->l2, 0);
         free(t);

@@ -93,6 +93,24 @@ static inline cache_config_t *redis_config(const char *prefix, struct fake_db *d
     return cfg;
 }
 
+/* redis_config, plus deadlines short enough that a stopped or killed server fails
+ * calls quickly (100 ms a round trip, 200 ms to connect). */
+static inline cache_config_t *redis_config_fast(const char *prefix, struct fake_db *db)
+{
+    cache_config_t *cfg = redis_config(prefix, db);
+    cfg_set(cfg, "l2.timeout_ms", "100");
+    cfg_set(cfg, "l2.connect_timeout_ms", "200");
+    return cfg;
+}
+
+/* Opens a cache on cfg and frees cfg. */
+static inline cache_t *open_consuming(cache_config_t *cfg)
+{
+    cache_t *c = open_or_die(cfg);
+    cache_config_free(cfg);
+    return c;
+}
+
 /* Runs the peer program (tests/tools/nkc_peer.c) on the test server: a write from
  * another process, spawned with fork + exec so it is safe while this process runs
  * threads. Returns its exit status. */

@@ -49,8 +49,7 @@ static void kill_our_connections(void)
 Test(faults, killed_pooled_connections_are_replaced)
 {
     cache_config_t *cfg = redis_config("kill:", &db);
-    c = open_or_die(cfg);
-    cache_config_free(cfg);
+    c = open_consuming(cfg);
     char key[16], buf[64];
     for (int i = 0; i < 20; i++) {
         snprintf(key, sizeof(key), "k%d", i);
@@ -96,13 +95,10 @@ static void *timed_main(void *arg)
 
 Test(faults, stalled_server_deadlines_and_breaker)
 {
-    cache_config_t *cfg = redis_config("stall:", &db);
-    cfg_set(cfg, "l2.timeout_ms", "100");
-    cfg_set(cfg, "l2.connect_timeout_ms", "200");
+    cache_config_t *cfg = redis_config_fast("stall:", &db);
     cfg_set(cfg, "l2.breaker.failures", "3");
     cfg_set(cfg, "l2.breaker.cooldown_ms", "300");
-    c = open_or_die(cfg);
-    cache_config_free(cfg);
+    c = open_consuming(cfg);
     char buf[64];
     kill_our_connections(); /* deadlines must hold on reconnected sockets too */
     cr_assert_eq(get_str(c, "warm", buf, sizeof(buf)), CACHE_OK);
@@ -143,12 +139,9 @@ Test(faults, stalled_server_deadlines_and_breaker)
 
 Test(faults, while_redis_is_down_writes_fail_and_reads_serve)
 {
-    cache_config_t *cfg = redis_config("down:", &db);
-    cfg_set(cfg, "l2.timeout_ms", "100");
-    cfg_set(cfg, "l2.connect_timeout_ms", "200");
+    cache_config_t *cfg = redis_config_fast("down:", &db);
     cfg_set(cfg, "l2.down_l1_ttl_ms", "300");
-    c = open_or_die(cfg);
-    cache_config_free(cfg);
+    c = open_consuming(cfg);
     char buf[64];
     cr_assert_eq(cache_set(c, "held", 4, "old", 3, 0), CACHE_OK);
     stopped = redis_pid();
@@ -215,8 +208,7 @@ Test(faults, hostile_replies_after_a_good_handshake_fall_back_to_the_loader)
     cache_config_t *cfg = fake_config(&f);
     cfg_set(cfg, "l2.pool_size", "1");
     cfg_set(cfg, "l2.breaker.failures", "100");
-    c = open_or_die(cfg);
-    cache_config_free(cfg);
+    c = open_consuming(cfg);
     char buf[64];
     const char *keys[] = {"a", "b", "c"};
     for (int i = 0; i < 3; i++) {
@@ -241,8 +233,7 @@ Test(faults, dripping_server_cannot_hold_a_call_past_its_deadline)
     cr_assert_eq(fake_start(&f), 0);
     cache_config_t *cfg = fake_config(&f);
     cfg_set(cfg, "l2.timeout_ms", "100");
-    c = open_or_die(cfg);
-    cache_config_free(cfg);
+    c = open_consuming(cfg);
     f.drip_ms = 30; /* from now on, one byte every 30 ms: ~1 s for the reply */
     char buf[64];
     int64_t t0 = nkc_now_ns();
@@ -264,8 +255,7 @@ Test(faults, dead_server_mid_write_raises_no_sigpipe)
     cache_config_t *cfg = fake_config(&f);
     cfg_set(cfg, "l2.max_value_bytes", "16MiB");
     cfg_set(cfg, "l2.pool_size", "1");
-    c = open_or_die(cfg);
-    cache_config_free(cfg);
+    c = open_consuming(cfg);
     static char big[8 << 20];
     for (int i = 0; i < 3; i++)
         cr_assert_neq(cache_set(c, "big", 3, big, sizeof(big), 0), CACHE_OK);
@@ -354,8 +344,7 @@ Test(faults, unix_socket_url)
     snprintf(url, sizeof(url), "unix://%s?db=2", sock);
     cache_config_t *cfg = cache_config_new();
     cfg_set(cfg, "l2.url", url);
-    c = open_or_die(cfg);
-    cache_config_free(cfg);
+    c = open_consuming(cfg);
     cr_assert_eq(cache_set(c, "unixkey", 7, "v", 1, 0), CACHE_OK);
     redisContext *r = raw_connect();
     raw_ok(r, "SELECT 2");

@@ -116,9 +116,7 @@ Test(restart, kill_9_and_restart_under_load)
 {
     const char *dir = getenv("NKC_REDIS_DIR");
     cr_assert_not_null(dir);
-    cache_config_t *cfg = redis_config("restart:", &db);
-    cfg_set(cfg, "l2.timeout_ms", "100");
-    cfg_set(cfg, "l2.connect_timeout_ms", "200");
+    cache_config_t *cfg = redis_config_fast("restart:", &db);
     c = open_or_die(cfg); /* the default l2.breaker.cooldown_ms: 30 s */
     cache_config_free(cfg);
     _Atomic int stop = 0;
@@ -158,12 +156,9 @@ Test(restart, kill_9_and_restart_under_load)
 Test(restart, l1_copies_do_not_outlive_a_restart)
 {
     const char *dir = getenv("NKC_REDIS_DIR");
-    cache_config_t *cfg = redis_config("rt:", &db);
+    cache_config_t *cfg = redis_config_fast("rt:", &db);
     cfg_set(cfg, "l1.ttl_ms", "300000");
-    cfg_set(cfg, "l2.timeout_ms", "100");
-    cfg_set(cfg, "l2.connect_timeout_ms", "200");
-    c = open_or_die(cfg);
-    cache_config_free(cfg);
+    c = open_consuming(cfg);
     char buf[64];
     cr_assert_eq(get_str(c, "k", buf, sizeof(buf)), CACHE_OK);
     kill_redis();

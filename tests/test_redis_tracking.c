@@ -200,12 +200,9 @@ Test(tracking, flushall_drops_l1_copies)
 
 Test(tracking, stalled_server_then_write)
 {
-    cache_config_t *cfg = redis_config("ts:", &db);
+    cache_config_t *cfg = redis_config_fast("ts:", &db);
     cfg_set(cfg, "l1.ttl_ms", "300000");
-    cfg_set(cfg, "l2.timeout_ms", "100");
-    cfg_set(cfg, "l2.connect_timeout_ms", "200");
-    c = open_or_die(cfg);
-    cache_config_free(cfg);
+    c = open_consuming(cfg);
     warm("k");
     stopped = redis_pid();
     cr_assert_eq(kill(stopped, SIGSTOP), 0);
@@ -227,8 +224,7 @@ Test(tracking, untracked_copies_live_briefly)
     cache_config_t *cfg = redis_config("tu:", &db);
     cfg_set(cfg, "l2.url", url);
     cfg_set(cfg, "l2.untracked_l1_ttl_ms", "200");
-    c = open_or_die(cfg);
-    cache_config_free(cfg);
+    c = open_consuming(cfg);
     char buf[64];
     read_tier("k", buf, sizeof(buf));
     cr_assert_eq(read_tier("k", buf, sizeof(buf)), CACHE_TIER_L1);
@@ -241,12 +237,9 @@ Test(tracking, untracked_copies_live_briefly)
 
 Test(tracking, failed_deletes_are_replayed_when_redis_returns)
 {
-    cache_config_t *cfg = redis_config("tr:", &db);
-    cfg_set(cfg, "l2.timeout_ms", "100");
-    cfg_set(cfg, "l2.connect_timeout_ms", "200");
+    cache_config_t *cfg = redis_config_fast("tr:", &db);
     cfg_set(cfg, "l2.retry_invalidations", "16");
-    c = open_or_die(cfg);
-    cache_config_free(cfg);
+    c = open_consuming(cfg);
     cr_assert_eq(cache_set(c, "k", 1, "old", 3, 0), CACHE_OK);
     stopped = redis_pid();
     cr_assert_eq(kill(stopped, SIGSTOP), 0);
@@ -299,8 +292,7 @@ static cache_tier_t race_run(const char *prefix, int overtake, char *after, size
     cache_config_t *cfg = redis_config(prefix, &db);
     cfg_set(cfg, "l1.ttl_ms", "300000");
     nkc_config_set_test_after_send(cfg, after_send, NULL, !overtake);
-    c = open_or_die(cfg);
-    cache_config_free(cfg);
+    c = open_consuming(cfg);
     redisContext *r = raw_connect();
     raw_set_value(r, prefix, "race", "old");
     char got[64] = "";
