@@ -188,15 +188,24 @@ CACHE_EXTERN cache_err_t cache_mget(cache_t *c, size_t n, const void *const *key
                                     cache_err_t *status);
 
 typedef enum cache_tier { CACHE_TIER_L1 = 1, CACHE_TIER_L2, CACHE_TIER_LOADER } cache_tier_t;
+/* Why an answer was served past its TTL (cache_get_info_t.stale); 0 = it was not. */
+enum cache_stale {
+    CACHE_STALE_NONE = 0,
+    CACHE_STALE_REVALIDATING = 1, /* within stale_while_revalidate_ms; a refresh runs */
+    CACHE_STALE_ERROR = 2         /* within stale_if_error_ms; the reload failed */
+};
 typedef struct cache_get_info {
     size_t struct_size;  /* set by the caller: sizeof(cache_get_info_t) */
     cache_tier_t tier;   /* which tier served the value */
-    uint64_t age_ms;     /* since the value was loaded */
-    int stale;           /* non-zero when served past its TTL */
-    /* appended only */
+    uint64_t age_ms;     /* since this process stored the copy (L1 fill, set or load) */
+    int stale;           /* non-zero (an enum cache_stale) when served past its TTL */
+    /* appended only: present when struct_size covers them */
+    cache_err_t error;   /* with CACHE_STALE_ERROR: the failure the stale value hid */
+    uint64_t stale_ms;   /* how far past its TTL the answer was (0 when fresh) */
 } cache_get_info_t;
-/* cache_get, and when info is not NULL (and info->struct_size is set), fills the
- * details of where the answer came from. */
+/* cache_get, and when info is not NULL (and info->struct_size covers at least
+ * `tier`), fills the details of where the answer came from. On a result other
+ * than CACHE_OK, info is left as it was. */
 CACHE_EXTERN cache_err_t cache_get_ex(cache_t *c, const void *key, size_t klen,
                                       cache_value_t **out, cache_get_info_t *info);
 

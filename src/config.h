@@ -69,7 +69,31 @@ enum nkc_kind {
     X(l2_ping_interval_ms, "l2.ping_interval_ms", NKC_MS, "500", 10, 60000,                 \
       "how often the invalidation subscriber is pinged; no answer within this is a loss")  \
     X(l2_retry_invalidations, "l2.retry_invalidations", NKC_COUNT, "0", 0, 1000000,          \
-      "deletes kept to replay when Redis returns after a cache_del got CACHE_EL2; 0 = off")
+      "deletes kept to replay when Redis returns after a cache_del got CACHE_EL2; 0 = off") \
+    X(workers, "workers", NKC_COUNT, "2", 1, 64,                                            \
+      "background worker threads (refreshes, loads under loader.timeout_ms); started only " \
+      "when a feature needs them")                                                          \
+    X(workers_queue, "workers.queue", NKC_COUNT, "1024", 1, 1048576,                        \
+      "bounded queue of background jobs; a refresh that finds it full is skipped, a "       \
+      "timed load runs in the caller")                                                      \
+    X(refresh_ahead, "refresh_ahead", NKC_FRAC, "0", 0, 0.9,                                \
+      "a hit in the last fraction of an entry's TTL schedules one background reload; 0 = off") \
+    X(refresh_beta, "refresh_ahead.beta", NKC_FRAC, "0", 0, 10,                            \
+      "XFetch early refresh: a hit refreshes when now - beta * load_time * ln(rand) passes " \
+      "the expiry (load_time: moving average of load durations); 0 = off")                  \
+    X(stale_while_revalidate_ms, "stale_while_revalidate_ms", NKC_MS, "0", 0, NKC_U32_MAX,  \
+      "an entry this far past its TTL is served at once while one refresh runs; 0 = off")   \
+    X(stale_if_error_ms, "stale_if_error_ms", NKC_MS, "0", 0, NKC_U32_MAX,                  \
+      "an entry this far past its TTL is served when Redis and the loader fail; 0 = off")   \
+    X(max_stale_ms, "max_stale_ms", NKC_MS, "3600000", 0, NKC_U32_MAX,                      \
+      "hard ceiling: no answer is ever served more than this past its TTL, in any mode")    \
+    X(loader_timeout_ms, "loader.timeout_ms", NKC_MS, "0", 0, 86400000,                     \
+      "how long a caller waits for a load (queueing included); the load may finish in the " \
+      "background and fill; 0 = wait for it")                                               \
+    X(loader_max_concurrency, "loader.max_concurrency", NKC_COUNT, "0", 0, 1000000,         \
+      "most loader calls running at once in this process; 0 = no limit")                   \
+    X(loader_max_wait_ms, "loader.max_wait_ms", NKC_MS, "1000", 0, 86400000,                \
+      "how long a load waits for a loader.max_concurrency slot before CACHE_EBUSY")
 
 struct nkc_config {
 #define NKC_FIELD_NKC_BYTES uint64_t

@@ -48,7 +48,19 @@
       "FLUSHALL/FLUSHDB")                                                             \
     X(RETRY_QUEUED, "retry.queued", "failed deletes queued for replay")               \
     X(RETRY_REPLAYED, "retry.replayed", "queued deletes replayed")                    \
-    X(RETRY_DROPPED, "retry.dropped", "failed deletes not queued: queue full or off")
+    X(RETRY_DROPPED, "retry.dropped", "failed deletes not queued: queue full or off")  \
+    X(LOADER_TIMEOUTS, "loader.timeouts", "callers that stopped waiting at loader.timeout_ms") \
+    X(LOADER_BUSY, "loader.busy", "loads refused by loader.max_concurrency (CACHE_EBUSY)") \
+    X(LOADER_BATCH_CALLS, "loader.batch_calls", "batch loader invocations")           \
+    X(STALE_SWR, "stale.while_revalidate", "answers served past their TTL while a "    \
+      "refresh ran")                                                                  \
+    X(STALE_ERROR, "stale.if_error", "answers served past their TTL because Redis and " \
+      "the loader failed")                                                            \
+    X(REFRESH_SCHEDULED, "refresh.scheduled", "background refreshes queued")          \
+    X(REFRESH_DONE, "refresh.done", "background refreshes that stored a new value")   \
+    X(REFRESH_FAILED, "refresh.failed", "background refreshes whose load failed")     \
+    X(REFRESH_SKIPPED, "refresh.skipped", "refreshes not queued (queue full) or not "  \
+      "run (a load of the key was already in flight)")
 
 enum nkc_counter {
 #define NKC_COUNTER_ENUM(name, path, doc) NKC_C_##name,
