@@ -174,14 +174,17 @@ static void replay_deletes(struct cache *c)
 
 /* cache_get's body, inside call_begin: the fast path, then the slow one. */
 static cache_err_t get_ref(struct cache *c, const void *key, size_t klen, nkc_entry_t **out,
-                           cache_tier_t *tier)
+                           struct nkc_answer *ans)
 {
     uint64_t hash = nkc_l1_hash(c->l1, key, klen);
     nkc_entry_t *e;
-    if (nkc_l1_get(c->l1, hash, key, klen, nkc_cache_now_ms(c), &e) == NKC_L1_HIT) {
+    int refresh;
+    if (nkc_l1_get(c->l1, hash, key, klen, nkc_cache_now_ms(c), &e, &refresh) == NKC_L1_HIT) {
         nkc_ebr_exit();
         nkc_stat_add(c->stats, NKC_C_L1_HITS, 1);
-        *tier = CACHE_TIER_L1;
+        if (refresh)
+            nkc_schedule_refresh(c, hash, key, klen);
+        ans->tier = CACHE_TIER_L1;
         if (nkc_entry_negative(e)) {
             nkc_stat_add(c->stats, NKC_C_NEGATIVE_HITS, 1);
             nkc_entry_unref(e);
@@ -192,7 +195,7 @@ static cache_err_t get_ref(struct cache *c, const void *key, size_t klen, nkc_en
     }
     slow_begin(c);
     nkc_stat_add(c->stats, NKC_C_L1_MISSES, 1);
-    cache_err_t err = nkc_load(c, hash, key, klen, out, tier);
+    cache_err_t err = nkc_load(c, hash, key, klen, out, ans);
     slow_end(c);
     return err;
 }
@@ -212,16 +215,20 @@ cache_err_t cache_get_ex(cache_t *c, const void *key, size_t klen, cache_value_t
     cache_err_t err = begin_keyed(c, key, klen);
     if (err != CACHE_OK)
         return err;
-    cache_tier_t tier = CACHE_TIER_L1;
-    err = get_ref(c, key, klen, out, &tier);
+    struct nkc_answer ans = {.tier = CACHE_TIER_L1};
+    err = get_ref(c, key, klen, out, &ans);
     if (info && err == CACHE_OK) {
-        info->tier = tier;
+        info->tier = ans.tier;
         if (info_has(info, INFO_END(age_ms))) {
             int64_t age = nkc_cache_now_ms(c) - ((*out)->expire_ms - (int64_t)(*out)->ttl_ms);
             info->age_ms = age > 0 ? (uint64_t)age : 0;
         }
         if (info_has(info, INFO_END(stale)))
-            info->stale = 0;
+            info->stale = ans.stale;
+        if (info_has(info, INFO_END(error)))
+            info->error = ans.error;
+        if (info_has(info, INFO_END(stale_ms)))
+            info->stale_ms = ans.stale_ms;
     }
     return err;
 }
@@ -266,11 +273,13 @@ cache_err_t cache_get_copy(cache_t *c, const void *key, size_t klen, void *buf, 
     if (err != CACHE_OK)
         return err;
     uint64_t hash = nkc_l1_hash(c->l1, key, klen);
-    int negative = 0;
-    if (nkc_l1_get_copy(c->l1, hash, key, klen, nkc_cache_now_ms(c), buf, cap, len, &negative) ==
-        NKC_L1_HIT) {
+    int negative = 0, refresh;
+    if (nkc_l1_get_copy(c->l1, hash, key, klen, nkc_cache_now_ms(c), buf, cap, len, &negative,
+                        &refresh) == NKC_L1_HIT) {
         nkc_ebr_exit();
         nkc_stat_add(c->stats, NKC_C_L1_HITS, 1);
+        if (refresh)
+            nkc_schedule_refresh(c, hash, key, klen);
         if (negative) {
             nkc_stat_add(c->stats, NKC_C_NEGATIVE_HITS, 1);
             *len = 0;
@@ -281,8 +290,8 @@ cache_err_t cache_get_copy(cache_t *c, const void *key, size_t klen, void *buf, 
     slow_begin(c);
     nkc_stat_add(c->stats, NKC_C_L1_MISSES, 1);
     nkc_entry_t *e;
-    cache_tier_t tier;
-    err = nkc_load(c, hash, key, klen, &e, &tier);
+    struct nkc_answer ans;
+    err = nkc_load(c, hash, key, klen, &e, &ans);
     slow_end(c);
     if (err != CACHE_OK)
         return err;
@@ -386,8 +395,11 @@ static size_t mget_l1(struct cache *c, size_t n, const void *const *keys, const 
             continue;
         hashes[i] = nkc_l1_hash(c->l1, keys[i], klens[i]);
         nkc_entry_t *e;
-        if (nkc_l1_get(c->l1, hashes[i], keys[i], klens[i], now, &e) == NKC_L1_HIT) {
+        int refresh;
+        if (nkc_l1_get(c->l1, hashes[i], keys[i], klens[i], now, &e, &refresh) == NKC_L1_HIT) {
             nkc_stat_add(c->stats, NKC_C_L1_HITS, 1);
+            if (refresh)
+                nkc_schedule_refresh(c, hashes[i], keys[i], klens[i]);
             if (nkc_entry_negative(e)) {
                 nkc_entry_unref(e);
                 status[i] = CACHE_ENOTFOUND;
@@ -484,6 +496,8 @@ static uint64_t random_seed(void)
 
 static void cache_destroy(struct cache *c)
 {
+    nkc_workers_free(c->workers); /* before anything its jobs use */
+    nkc_refresh_clear(c);
     nkc_track_stop(c->track);
     if (c->maintenance_started) {
         nkc_mutex_lock(&c->maint_lock);
@@ -501,9 +515,34 @@ static void cache_destroy(struct cache *c)
     nkc_l1_destroy(c->l1);
     nkc_mutex_destroy(&c->maint_lock);
     nkc_cond_destroy(&c->maint_cv);
+    nkc_mutex_destroy(&c->gate.lock);
+    nkc_cond_destroy(&c->gate.cv);
+    nkc_mutex_destroy(&c->refresh.lock);
     nkc_config_clear(&c->cfg);
     free(c->stats);
     free(c);
+}
+
+static uint64_t min_ms(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+/* The stale windows (each capped by max_stale_ms) and the worker pool, created
+ * when refresh-ahead, stale-while-revalidate or a loader deadline needs it (its
+ * threads start with the first job). */
+static cache_err_t open_stale_and_workers(struct cache *c, char *errbuf, size_t errlen)
+{
+    c->swr_ms = min_ms(c->cfg.stale_while_revalidate_ms, c->cfg.max_stale_ms);
+    c->sie_ms = min_ms(c->cfg.stale_if_error_ms, c->cfg.max_stale_ms);
+    c->stale_keep_ms = c->swr_ms > c->sie_ms ? c->swr_ms : c->sie_ms;
+    int need = c->cfg.refresh_ahead > 0 || c->cfg.refresh_beta > 0 ||
+               c->cfg.stale_while_revalidate_ms > 0 || c->cfg.loader_timeout_ms > 0;
+    if (!need)
+        return CACHE_OK;
+    c->workers = nkc_workers_new((unsigned)c->cfg.workers, c->cfg.workers_queue);
+    if (!c->workers) {
+        nkc_errf(errbuf, errlen, "cache_open: out of memory");
+        return CACHE_ENOMEM;
+    }
+    return CACHE_OK;
 }
 
 cache_err_t cache_open(cache_t **out, const cache_config_t *cfg, char *errbuf, size_t errlen)
@@ -519,6 +558,9 @@ cache_err_t cache_open(cache_t **out, const cache_config_t *cfg, char *errbuf, s
     nkc_mutex_init(&c->maint_lock);
     nkc_cond_init(&c->maint_cv);
     nkc_mutex_init(&c->retry.lock);
+    nkc_mutex_init(&c->gate.lock);
+    nkc_cond_init(&c->gate.cv);
+    nkc_mutex_init(&c->refresh.lock);
     if (nkc_config_copy(&c->cfg, &cfg->v) != 0 ||
         posix_memalign((void **)&c->stats, NKC_CACHELINE, sizeof(*c->stats)) != 0) {
         nkc_errf(errbuf, errlen, "cache_open: out of memory");
@@ -531,11 +573,19 @@ cache_err_t cache_open(cache_t **out, const cache_config_t *cfg, char *errbuf, s
         cache_destroy(c);
         return err;
     }
+    err = open_stale_and_workers(c, errbuf, errlen);
+    if (err != CACHE_OK) {
+        cache_destroy(c);
+        return err;
+    }
     struct nkc_l1_params lp = {.max_bytes = c->cfg.l1_max_bytes,
                                .max_entries = c->cfg.l1_max_entries,
                                .n_stripes = c->cfg.l1_stripes,
                                .seed = random_seed(),
-                               .live = c->l2 ? nkc_l2_live(c->l2) : NULL};
+                               .live = c->l2 ? nkc_l2_live(c->l2) : NULL,
+                               .stale_keep_ms = c->stale_keep_ms,
+                               .refresh_ahead = c->cfg.refresh_ahead,
+                               .refresh_beta = c->cfg.refresh_beta};
     if (nkc_l1_create(&c->l1, &lp) != CACHE_OK) {
         nkc_errf(errbuf, errlen, "cache_open: out of memory");
         cache_destroy(c);
@@ -563,6 +613,10 @@ void cache_close(cache_t *c)
     /* every call that missed `closing` entered its EBR section before the store:
      * after a grace period each has finished or is counted in `busy` */
     nkc_ebr_synchronize();
+    /* queued background jobs are cancelled (their waiters get CACHE_ECLOSED), running
+     * ones end: lease and concurrency waits give up on `closing` */
+    if (c->workers)
+        nkc_workers_stop(c->workers);
     int64_t backoff_us = 50;
     while (atomic_load_explicit(&c->busy, memory_order_acquire) > 0) {
         struct timespec ts = {0, backoff_us * 1000};

@@ -13,6 +13,7 @@
 #include "stats.h"
 #include "sync.h"
 #include "track.h"
+#include "workers.h"
 
 struct cache {
     struct nkc_config cfg; /* immutable after cache_open */
@@ -27,6 +28,22 @@ struct cache {
         size_t cap, head, n;
     } retry;               /* deletes to replay (l2.retry_invalidations) */
     struct nkc_stats *stats;
+    /* Background jobs (refreshes, loads under loader.timeout_ms); NULL when no
+     * feature needs them. */
+    struct nkc_workers *workers;
+    struct {
+        nkc_mutex_t lock; /* protects running; cv signals a freed slot */
+        nkc_cond_t cv;
+        uint64_t running; /* loader calls in progress */
+    } gate;               /* loader.max_concurrency */
+    struct {
+        nkc_mutex_t lock;               /* protects the fields below */
+        struct nkc_refresh_req *head, *tail; /* keys waiting for a background refresh */
+        size_t n;
+        unsigned drains;                /* drain jobs queued or running */
+    } refresh;
+    uint64_t stale_keep_ms;   /* how long expired entries are kept: the largest window */
+    uint64_t swr_ms, sie_ms;  /* the stale windows, each capped by max_stale_ms */
     /* Set once by cache_close (seq_cst), read by every call after its EBR enter;
      * the fence in nkc_ebr_enter pairs with nkc_ebr_synchronize in cache_close. */
     _Atomic int closing;
@@ -62,10 +79,24 @@ static inline void nkc_stamp(nkc_entry_t *e, uint64_t ttl, int64_t now)
     e->expire_ms = now + (int64_t)ttl;
 }
 
+/* Where an answer came from (cache_get_info_t without the ABI framing). */
+struct nkc_answer {
+    cache_tier_t tier;
+    int stale;          /* enum cache_stale */
+    cache_err_t error;  /* CACHE_STALE_ERROR: the failure it hid */
+    uint64_t stale_ms;  /* how far past its TTL */
+};
+
 /* The miss path (load.c): waits for a load of the key in flight, or leads one
- * through L2 and the loader. *out gets a new reference on CACHE_OK. */
+ * through L2 and the loader; serves stale entries within their windows. *out gets
+ * a new reference on CACHE_OK. */
 cache_err_t nkc_load(struct cache *c, uint64_t hash, const void *key, size_t klen,
-                     nkc_entry_t **out, cache_tier_t *tier);
+                     nkc_entry_t **out, struct nkc_answer *ans);
+/* Queues a background refresh of key (a hit claimed it); drops it when the queue
+ * is full. */
+void nkc_schedule_refresh(struct cache *c, uint64_t hash, const void *key, size_t klen);
+/* Frees refresh requests still queued (cache_close, after the workers stopped). */
+void nkc_refresh_clear(struct cache *c);
 /* Tags an L1 copy with the Redis connection life that read or wrote it (load.c). */
 void nkc_tag_origin(const struct cache *c, nkc_entry_t *e, const struct nkc_origin *o,
                     uint64_t *cap);

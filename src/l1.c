@@ -18,6 +18,7 @@
 #include "sync.h"
 
 #include <malloc.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -73,6 +74,11 @@ struct stripe {
 
 struct nkc_l1 {
     const _Atomic uint32_t *live;
+    uint64_t stale_keep_ms;
+    double refresh_ahead, refresh_beta;
+    /* Moving average of load durations in 1/16 ms (XFetch's delta); relaxed: a
+     * heuristic input, read and written without ordering anything. */
+    _Atomic uint64_t load_avg16;
     uint64_t seed;
     unsigned n_stripes;
     uint64_t stripe_mask;
@@ -106,8 +112,32 @@ void nkc_entry_unref(nkc_entry_t *e)
      * the acquire half (taken by the last holder) pairs with every other holder's
      * release. (A release decrement plus an acquire fence would do, but
      * ThreadSanitizer does not model fences.) */
-    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
+    if ((atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) & ~NKC_REFS_REFRESH) == 1)
         free(e);
+}
+
+int nkc_entry_claim_refresh(nkc_entry_t *e)
+{
+    /* relaxed: the claim only deduplicates; the refresh job carries its own copy
+     * of the key and synchronises through the stripe lock */
+    if (atomic_load_explicit(&e->refs, memory_order_relaxed) & NKC_REFS_REFRESH)
+        return 0; /* the common case after a claim: no write to the shared line */
+    return !(atomic_fetch_or_explicit(&e->refs, NKC_REFS_REFRESH, memory_order_relaxed) &
+             NKC_REFS_REFRESH);
+}
+
+void nkc_l1_note_load_ms(struct nkc_l1 *l1, uint64_t ms)
+{
+    uint64_t old = atomic_load_explicit(&l1->load_avg16, memory_order_relaxed);
+    uint64_t now16 = ms * 16;
+    /* weight 1/8; a lost update under a race only delays the average a little */
+    uint64_t avg = old ? old - old / 8 + now16 / 8 : now16;
+    atomic_store_explicit(&l1->load_avg16, avg, memory_order_relaxed);
+}
+
+uint64_t nkc_l1_load_ms(const struct nkc_l1 *l1)
+{
+    return atomic_load_explicit(&l1->load_avg16, memory_order_relaxed) / 16;
 }
 
 /* The grace-period epoch of a retired entry lives in node.prev: readers never
@@ -340,6 +370,9 @@ cache_err_t nkc_l1_create(struct nkc_l1 **out, const struct nkc_l1_params *p)
     unsigned n = p->n_stripes ? (unsigned)p->n_stripes : auto_stripes(p->max_bytes, p->max_entries);
     l1->seed = p->seed;
     l1->live = p->live;
+    l1->stale_keep_ms = p->stale_keep_ms;
+    l1->refresh_ahead = p->refresh_ahead;
+    l1->refresh_beta = p->refresh_beta;
     l1->n_stripes = n;
     l1->stripe_mask = n - 1;
     l1->max_bytes = p->max_bytes;
@@ -385,18 +418,56 @@ static inline struct stripe *stripe_of(struct nkc_l1 *l1, uint64_t hash)
 
 /* ---- lookups ---- */
 
-/* Unexpired, and not read through a Redis connection that has since died or lost
- * its tracking (its invalidations may have been missed). */
-static inline int fresh(const struct nkc_l1 *l1, const nkc_entry_t *e, int64_t now_ms)
+/* Not read through a Redis connection that has since died or lost its tracking
+ * (its invalidations may have been missed): such a copy is never served, fresh
+ * or stale. */
+static inline int trusted(const struct nkc_l1 *l1, const nkc_entry_t *e)
 {
-    if (e->expire_ms <= now_ms)
-        return 0;
     unsigned slot = e->node.spare >> 8;
     /* relaxed: a generation is retired before the invalidation that made it
      * necessary could matter to anyone; readers only need to see it eventually
      * soon, and the 1 s detection bound dwarfs coherence latency */
     return slot == NKC_ENTRY_NO_SLOT ||
            atomic_load_explicit(&l1->live[slot], memory_order_relaxed) == e->node.aux;
+}
+
+static inline int fresh(const struct nkc_l1 *l1, const nkc_entry_t *e, int64_t now_ms)
+{
+    return e->expire_ms > now_ms && trusted(l1, e);
+}
+
+/* Worth keeping in the table: fresh, or expired but within the stale window. */
+static inline int keepable(const struct nkc_l1 *l1, const nkc_entry_t *e, int64_t now_ms)
+{
+    return e->expire_ms + (int64_t)l1->stale_keep_ms > now_ms && trusted(l1, e);
+}
+
+/* Whether a hit at now_ms falls in the entry's refresh-ahead window: the last
+ * refresh_ahead fraction of its TTL, or the XFetch rule (Vattani et al.): refresh
+ * when now - delta * beta * ln(U) >= expiry, delta the average load time. */
+static int refresh_due(const struct nkc_l1 *l1, const nkc_entry_t *e, int64_t now_ms)
+{
+    int64_t left = e->expire_ms - now_ms;
+    if (l1->refresh_ahead > 0 && (double)left <= l1->refresh_ahead * (double)e->ttl_ms)
+        return 1;
+    if (l1->refresh_beta > 0) {
+        double delta = (double)atomic_load_explicit(&l1->load_avg16, memory_order_relaxed) / 16.0;
+        double reach = delta * l1->refresh_beta;
+        /* -ln(U) exceeds 40 with probability e^-40: skip the draw beyond that */
+        if ((double)left <= reach * 40.0) {
+            double u = nkc_rand_unit();
+            if (u > 0 && (double)left <= -reach * log(u))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static inline int want_refresh(const struct nkc_l1 *l1, nkc_entry_t *e, int64_t now_ms)
+{
+    if (!(l1->refresh_ahead > 0 || l1->refresh_beta > 0))
+        return 0;
+    return refresh_due(l1, e, now_ms) && nkc_entry_claim_refresh(e);
 }
 
 /* The lock-free probe of both lookups; call inside an EBR section. A hit is noted
@@ -413,12 +484,14 @@ static inline nkc_entry_t *find_fresh(struct nkc_l1 *l1, uint64_t hash, const vo
 }
 
 enum nkc_l1_result nkc_l1_get(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen,
-                              int64_t now_ms, nkc_entry_t **out)
+                              int64_t now_ms, nkc_entry_t **out, int *refresh)
 {
     enum nkc_l1_result r = NKC_L1_MISS;
     nkc_ebr_enter();
     nkc_entry_t *e = find_fresh(l1, hash, key, klen, now_ms);
+    *refresh = 0;
     if (e) {
+        *refresh = want_refresh(l1, e, now_ms);
         nkc_entry_ref(e);
         *out = e;
         r = NKC_L1_HIT;
@@ -429,12 +502,14 @@ enum nkc_l1_result nkc_l1_get(struct nkc_l1 *l1, uint64_t hash, const void *key,
 
 enum nkc_l1_result nkc_l1_get_copy(struct nkc_l1 *l1, uint64_t hash, const void *key,
                                    size_t klen, int64_t now_ms, void *buf, size_t cap,
-                                   size_t *len, int *negative)
+                                   size_t *len, int *negative, int *refresh)
 {
     enum nkc_l1_result r = NKC_L1_MISS;
     nkc_ebr_enter();
     nkc_entry_t *e = find_fresh(l1, hash, key, klen, now_ms);
+    *refresh = 0;
     if (e) {
+        *refresh = want_refresh(l1, e, now_ms);
         *negative = nkc_entry_negative(e);
         *len = e->vlen;
         if (e->vlen <= cap && e->vlen > 0)
@@ -473,48 +548,74 @@ static void overtake(struct stripe *s, uint64_t hash, const void *key, size_t kl
         f->overtaken = 1;
 }
 
-static enum nkc_join wait_flight(struct stripe *s, struct nkc_flight *f, nkc_entry_t **out,
-                                 cache_err_t *status)
+/* Waits (holding a reference on f) until it is done or deadline_ns passes. */
+static enum nkc_join wait_flight(struct stripe *s, struct nkc_flight *f, int64_t deadline_ns,
+                                 nkc_entry_t **out, cache_err_t *status)
 {
-    f->refs++;
-    while (!f->done)
-        nkc_cond_wait(&f->cv, &s->lock);
-    *status = f->status;
-    *out = f->result;
-    if (f->result)
-        nkc_entry_ref(f->result);
+    enum nkc_join r = NKC_JOIN_WAITED;
+    while (!f->done) {
+        if (!deadline_ns) {
+            nkc_cond_wait(&f->cv, &s->lock);
+        } else if (nkc_cond_wait_until(&f->cv, &s->lock, deadline_ns) && !f->done &&
+                   nkc_now_ns() >= deadline_ns) {
+            r = NKC_JOIN_TIMEOUT;
+            break;
+        }
+    }
+    if (r == NKC_JOIN_WAITED) {
+        *status = f->status;
+        *out = f->result;
+        if (f->result)
+            nkc_entry_ref(f->result);
+    }
     flight_put(f);
-    return NKC_JOIN_WAITED;
+    return r;
 }
 
 enum nkc_join nkc_l1_join(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen,
-                          int64_t now_ms, nkc_entry_t **out, cache_err_t *status,
-                          struct nkc_flight **flight)
+                          const struct nkc_join_req *req, struct nkc_join_res *res)
 {
     struct stripe *s = stripe_of(l1, hash);
     enum nkc_join r = NKC_JOIN_LEAD;
-    *out = NULL;
-    *flight = NULL;
+    int64_t now_ms = req->now_ms;
+    memset(res, 0, sizeof(*res));
     nkc_mutex_lock(&s->lock);
     struct table *t = atomic_load_explicit(&s->table, memory_order_relaxed);
     uint64_t slot;
     nkc_entry_t *e = probe(t, hash, key, klen, &slot);
-    if (e && fresh(l1, e, now_ms)) {
+    if (e && fresh(l1, e, now_ms) && !req->refresh) {
         nkc_entry_ref(e);
-        *out = e;
+        res->e = e;
         r = NKC_JOIN_HIT;
         goto out;
     }
-    if (e) { /* expired or retired: free it now rather than at the next sweep */
+    if (e && !keepable(l1, e, now_ms)) { /* past any use: free it now, not at a sweep */
         unlink_entry(s, t, slot, e, 1);
         atomic_fetch_add_explicit(&s->expirations, 1, memory_order_relaxed);
+    } else if (e && !fresh(l1, e, now_ms)) {
+        uint64_t past = (uint64_t)(now_ms - e->expire_ms);
+        if (past <= req->stale_ms) {
+            nkc_entry_ref(e);
+            res->stale = e;
+        }
+        if (past <= req->serve_stale_ms && !req->refresh) {
+            res->claimed = nkc_entry_claim_refresh(e);
+            r = NKC_JOIN_STALE;
+            goto out;
+        }
     }
     struct nkc_flight *f = find_flight(s, hash, key, klen);
-    if (f) {
-        r = wait_flight(s, f, out, status);
+    if (f && req->refresh) {
+        r = NKC_JOIN_BUSY;
         goto out;
     }
-    nkc_policy_miss(s->policy, hash);
+    if (f) {
+        f->refs++;
+        r = wait_flight(s, f, req->deadline_ns, &res->e, &res->status);
+        goto out;
+    }
+    if (!req->refresh)
+        nkc_policy_miss(s->policy, hash);
     f = calloc(1, sizeof(*f) + klen);
     if (f) { /* without memory for a flight the caller loads unshared and inserts nothing */
         f->hash = hash;
@@ -525,8 +626,27 @@ enum nkc_join nkc_l1_join(struct nkc_l1 *l1, uint64_t hash, const void *key, siz
         f->next = s->flights;
         s->flights = f;
     }
-    *flight = f;
+    res->flight = f;
 out:
+    nkc_mutex_unlock(&s->lock);
+    return r;
+}
+
+void nkc_l1_flight_hold(struct nkc_l1 *l1, struct nkc_flight *f)
+{
+    struct stripe *s = stripe_of(l1, f->hash);
+    nkc_mutex_lock(&s->lock);
+    f->refs++;
+    nkc_mutex_unlock(&s->lock);
+}
+
+enum nkc_join nkc_l1_flight_wait(struct nkc_l1 *l1, struct nkc_flight *f, int64_t deadline_ns,
+                                 nkc_entry_t **out, cache_err_t *status)
+{
+    struct stripe *s = stripe_of(l1, f->hash);
+    *out = NULL;
+    nkc_mutex_lock(&s->lock);
+    enum nkc_join r = wait_flight(s, f, deadline_ns, out, status);
     nkc_mutex_unlock(&s->lock);
     return r;
 }
@@ -663,7 +783,7 @@ static void sweep_stripe(const struct nkc_l1 *l1, struct stripe *s, int64_t now_
     for (uint64_t visited = 0; visited < budget && visited <= t->mask; visited++) {
         uint64_t v = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
         nkc_entry_t *e = slot_entry(v);
-        if (v && !fresh(l1, e, now_ms)) {
+        if (v && !keepable(l1, e, now_ms)) {
             unlink_entry(s, t, i, e, 1);
             atomic_fetch_add_explicit(&s->expirations, 1, memory_order_relaxed);
             continue; /* slot i may now hold a shifted entry: look again */

@@ -49,6 +49,9 @@ static inline void nkc_entry_set_origin(nkc_entry_t *e, uint32_t slot, uint32_t 
     e->node.spare = (uint16_t)((e->node.spare & 0xFFu) | ((slot & 0xFFu) << 8));
     e->node.aux = gen;
 }
+/* The top bit of refs marks an entry whose background refresh has been claimed
+ * (once per entry: a replacement starts clear); the count lives in the rest. */
+#define NKC_REFS_REFRESH 0x80000000u
 static inline void nkc_entry_ref(nkc_entry_t *e)
 {
     /* relaxed: the caller already holds a reference (or is inside an EBR section
@@ -67,6 +70,12 @@ struct nkc_l1_params {
      * is tracked; an entry read through a connection whose generation is no longer
      * live may have missed invalidations and is treated as absent. NULL: no L2. */
     const _Atomic uint32_t *live;
+    /* An expired entry stays (and join offers it as stale) this long past its TTL;
+     * 0 = expired entries are dropped at once. */
+    uint64_t stale_keep_ms;
+    /* Refresh-ahead: a hit in the last refresh_ahead fraction of the TTL, or one
+     * the XFetch rule picks (beta > 0), claims the entry's refresh. */
+    double refresh_ahead, refresh_beta;
 };
 
 cache_err_t nkc_l1_create(struct nkc_l1 **out, const struct nkc_l1_params *p);
@@ -80,24 +89,58 @@ enum nkc_l1_result { NKC_L1_MISS, NKC_L1_HIT };
 
 /* Lock-free lookup. On NKC_L1_HIT *out is a new reference to a live entry (which
  * may be negative). Expired entries are a miss. A rare false miss is possible
- * while a writer moves the slot; the slow path (nkc_l1_join) settles it. */
+ * while a writer moves the slot; the slow path (nkc_l1_join) settles it. *refresh
+ * is set to 1 when the hit claimed the entry's refresh-ahead (the caller then
+ * schedules it), else 0. */
 enum nkc_l1_result nkc_l1_get(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen,
-                              int64_t now_ms, nkc_entry_t **out);
+                              int64_t now_ms, nkc_entry_t **out, int *refresh);
 /* Lock-free lookup that copies the value out instead of taking a reference:
  * returns NKC_L1_HIT and fills *len and *negative (copying only when
- * *len <= cap). Writes no shared memory at all. */
+ * *len <= cap). Writes no shared memory (except a refresh claim, as above). */
 enum nkc_l1_result nkc_l1_get_copy(struct nkc_l1 *l1, uint64_t hash, const void *key,
                                    size_t klen, int64_t now_ms, void *buf, size_t cap,
-                                   size_t *len, int *negative);
+                                   size_t *len, int *negative, int *refresh);
+/* Claims e's one background refresh: 1 for the first caller, 0 after. */
+int nkc_entry_claim_refresh(nkc_entry_t *e);
+/* Feeds the moving average of load durations that the XFetch rule uses. */
+void nkc_l1_note_load_ms(struct nkc_l1 *l1, uint64_t ms);
+uint64_t nkc_l1_load_ms(const struct nkc_l1 *l1);
 
 /* The miss slow path, under the stripe lock: a live entry found now (HIT, *out a
  * new reference); or someone else's load of this key, which is waited for (WAITED,
  * *out/ *status its result); or nothing, and the caller becomes the leader of a
  * new load (LEAD, *flight set; it must call nkc_l1_complete exactly once). */
-enum nkc_join { NKC_JOIN_HIT, NKC_JOIN_WAITED, NKC_JOIN_LEAD };
+enum nkc_join {
+    NKC_JOIN_HIT,
+    NKC_JOIN_WAITED,
+    NKC_JOIN_LEAD,
+    NKC_JOIN_STALE,   /* res.stale is within req.serve_stale_ms: serve it, no load started */
+    NKC_JOIN_BUSY,    /* req.refresh and a load of the key is already in flight */
+    NKC_JOIN_TIMEOUT, /* the wait for a load in flight passed req.deadline_ns */
+};
+struct nkc_join_req {
+    int64_t now_ms;
+    uint64_t stale_ms;       /* offer an expired entry at most this far past its TTL */
+    uint64_t serve_stale_ms; /* within this, return NKC_JOIN_STALE (once per entry:
+                              * the entry's refresh claim; later callers also get it) */
+    int64_t deadline_ns;     /* bound on waiting for a load in flight; 0 = none */
+    int refresh;             /* lead even over a fresh entry; never wait (BUSY) */
+};
+struct nkc_join_res {
+    nkc_entry_t *e;            /* HIT/WAITED: the result (new reference) or NULL */
+    cache_err_t status;        /* WAITED: the load's status */
+    struct nkc_flight *flight; /* LEAD: the load to complete (NULL without memory) */
+    nkc_entry_t *stale;        /* an expired entry within stale_ms (new ref), or NULL */
+    int claimed;               /* STALE: this caller claimed the entry's refresh */
+};
 enum nkc_join nkc_l1_join(struct nkc_l1 *l1, uint64_t hash, const void *key, size_t klen,
-                          int64_t now_ms, nkc_entry_t **out, cache_err_t *status,
-                          struct nkc_flight **flight);
+                          const struct nkc_join_req *req, struct nkc_join_res *res);
+/* A leader that hands its flight to another thread first takes a hold on it, then
+ * waits for its result (as a waiter would) until deadline_ns (0 = none); the wait
+ * drops the hold. NKC_JOIN_WAITED with *out and *status set, or NKC_JOIN_TIMEOUT. */
+void nkc_l1_flight_hold(struct nkc_l1 *l1, struct nkc_flight *f);
+enum nkc_join nkc_l1_flight_wait(struct nkc_l1 *l1, struct nkc_flight *f, int64_t deadline_ns,
+                                 nkc_entry_t **out, cache_err_t *status);
 /* Ends a load: publishes (status, e) to its waiters (each gets its own reference)
  * and inserts e (when not NULL) unless the load was overtaken by a set, delete or
  * invalidation since nkc_l1_join. Consumes the caller's reference to e. */

@@ -35,6 +35,35 @@ static const char lookup_lua[] =
     "redis.call('SET', KEYS[1], 'L' .. ARGV[1], 'PX', ARGV[2])\n"
     "return {3, '', tonumber(ARGV[2])}\n";
 
+/* The refresh variant: like lookup_lua, but a value whose TTL left is at most
+ * ARGV[4] also takes the key's refresh lease (KEYS[2], SET NX) when free: kind 5,
+ * "reload it and refill"; others keep getting the current value meanwhile. */
+static const char refresh_lookup_lua[] =
+    "local v = redis.call('GETEX', KEYS[1])\n"
+    "if v then\n"
+    "  if string.byte(v, 1) == 76 then return {2, '', 0} end\n"
+    "  local ttl = redis.call('PTTL', KEYS[1])\n"
+    "  if #v > tonumber(ARGV[3]) then return {4, '', ttl} end\n"
+    "  if ttl >= 0 and ttl <= tonumber(ARGV[4]) and\n"
+    "     redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
+    "    return {5, v, ttl}\n"
+    "  end\n"
+    "  return {1, v, ttl}\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], 'L' .. ARGV[1], 'PX', ARGV[2])\n"
+    "return {3, '', tonumber(ARGV[2])}\n";
+
+/* A refresh's fill: only while we hold the refresh lease (any cache_set or
+ * cache_del drops it) and the key still holds the value the refresh replaces
+ * (an outside SET or DEL changes it). */
+static const char refill_lua[] =
+    "if redis.call('GETEX', KEYS[2]) ~= ARGV[1] then return 0 end\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "if redis.call('GETEX', KEYS[1]) ~= ARGV[2] then return 0 end\n"
+    "redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])\n"
+    "redis.call('STRLEN', KEYS[1])\n"
+    "return 1\n";
+
 /* The STRLEN after the SET is the tracked read that registers the copy this fill
  * puts in L1, so the next writer anywhere invalidates it. */
 static const char fill_lua[] =
@@ -58,15 +87,32 @@ struct pkey {
     char inline_buf[256];
 };
 
-static int pkey_make(struct pkey *k, const struct nkc_l2ops *o, const void *key, size_t klen)
+/* The refresh lease's key: the prefixed key followed by this (see docs/FORMAT.md). */
+static const char refresh_suffix[] = "\0nkc-refresh";
+#define REFRESH_SUFFIX_LEN (sizeof(refresh_suffix) - 1)
+
+static int pkey_make_suffixed(struct pkey *k, const struct nkc_l2ops *o, const void *key,
+                              size_t klen, const char *suffix, size_t slen)
 {
-    k->len = o->prefix_len + klen;
+    k->len = o->prefix_len + klen + slen;
     k->p = k->len <= sizeof(k->inline_buf) ? k->inline_buf : malloc(k->len);
     if (!k->p)
         return -1;
     memcpy(k->p, o->prefix, o->prefix_len);
     memcpy(k->p + o->prefix_len, key, klen);
+    memcpy(k->p + o->prefix_len + klen, suffix, slen);
     return 0;
+}
+
+static int pkey_make(struct pkey *k, const struct nkc_l2ops *o, const void *key, size_t klen)
+{
+    return pkey_make_suffixed(k, o, key, klen, "", 0);
+}
+
+static int pkey_make_refresh(struct pkey *k, const struct nkc_l2ops *o, const void *key,
+                             size_t klen)
+{
+    return pkey_make_suffixed(k, o, key, klen, refresh_suffix, REFRESH_SUFFIX_LEN);
 }
 
 static void pkey_free(struct pkey *k)
@@ -107,13 +153,19 @@ static void decode_lookup(struct nkc_reply *r, struct nkc_lookup *out)
         out->found = NKC_FOUND_VALUE;
         out->data = v + 1;
         out->len = len - 1;
+    } else {
+        return;
     }
+    out->envelope = v;
+    out->envelope_len = len;
+    out->refresh = r->elem[0]->integer == 5;
 }
 
 struct script_args {
-    const char *argv[7];
-    size_t lens[7];
-    char n1[24], n2[24], n3[24];
+    const char *argv[9];
+    size_t lens[9];
+    char n1[24], n2[24], n3[24], n4[24];
+    struct pkey rkey; /* the refresh lease's key, for two-key scripts */
 };
 
 /* EVAL script 1 key [args]: argv[0..3] are "EVAL", body, "1", key. */
@@ -137,24 +189,50 @@ static void token_text(char *buf, size_t cap, uint64_t token)
         buf[0] = '\0';
 }
 
-static void lookup_args(struct script_args *a, const struct nkc_l2ops *o, const struct pkey *k,
-                        uint64_t token)
+/* EVAL script 2 key rkey [args]: argv[0..4]; a->rkey must be made first. */
+static void script_begin2(struct script_args *a, const char *body, const struct pkey *k)
 {
-    script_begin(a, lookup_lua, k);
+    script_begin(a, body, k);
+    a->argv[2] = "2";
+    a->argv[4] = a->rkey.p;
+    a->lens[4] = a->rkey.len;
+}
+
+static void set_arg(struct script_args *a, int i, const char *text)
+{
+    a->argv[i] = text;
+    a->lens[i] = strlen(text);
+}
+
+/* The lookup's arguments; with refresh_ms > 0 (and a->rkey made) the refresh
+ * variant's. Returns argc. */
+static int lookup_args(struct script_args *a, const struct nkc_l2ops *o, const struct pkey *k,
+                       uint64_t token, uint64_t refresh_ms)
+{
+    int at = 4;
+    if (refresh_ms) {
+        script_begin2(a, refresh_lookup_lua, k);
+        at = 5;
+    } else {
+        script_begin(a, lookup_lua, k);
+    }
     token_text(a->n1, sizeof(a->n1), token);
     snprintf(a->n2, sizeof(a->n2), "%" PRIu64, o->lease_ms);
-    a->argv[4] = a->n1;
-    a->lens[4] = strlen(a->n1);
-    a->argv[5] = a->n2;
-    a->lens[5] = strlen(a->n2);
     snprintf(a->n3, sizeof(a->n3), "%" PRIu64, o->max_value + 1); /* + the envelope byte */
-    a->argv[6] = a->n3;
-    a->lens[6] = strlen(a->n3);
+    set_arg(a, at, a->n1);
+    set_arg(a, at + 1, a->n2);
+    set_arg(a, at + 2, a->n3);
+    if (!refresh_ms)
+        return 7;
+    snprintf(a->n4, sizeof(a->n4), "%" PRIu64, refresh_ms);
+    set_arg(a, at + 3, a->n4);
+    return 9;
 }
 
 cache_err_t nkc_l2ops_lookup_many(const struct nkc_l2ops *o, size_t n, const void *const *keys,
                                   const size_t *klens, const uint64_t *tokens,
-                                  struct nkc_lookup *out, struct nkc_origin *origin)
+                                  uint64_t refresh_ms, struct nkc_lookup *out,
+                                  struct nkc_origin *origin)
 {
     struct pkey *pk = calloc(n, sizeof(*pk));
     struct script_args *args = calloc(n, sizeof(*args));
@@ -167,8 +245,15 @@ cache_err_t nkc_l2ops_lookup_many(const struct nkc_l2ops *o, size_t n, const voi
             err = CACHE_ENOMEM;
             break;
         }
-        lookup_args(&args[made], o, &pk[made], tokens[made]);
-        cmds[made] = (struct nkc_cmd){7, args[made].argv, args[made].lens};
+        args[made].rkey.p = args[made].rkey.inline_buf;
+        if (refresh_ms && pkey_make_refresh(&args[made].rkey, o, keys[made], klens[made]) != 0) {
+            args[made].rkey.p = args[made].rkey.inline_buf;
+            pkey_free(&pk[made]);
+            err = CACHE_ENOMEM;
+            break;
+        }
+        int argc = lookup_args(&args[made], o, &pk[made], tokens[made], refresh_ms);
+        cmds[made] = (struct nkc_cmd){argc, args[made].argv, args[made].lens};
     }
     if (err == CACHE_OK && n > 0)
         err = nkc_l2_pipeline(o->l2, keys[0], klens[0], n, cmds, replies, origin);
@@ -178,8 +263,10 @@ cache_err_t nkc_l2ops_lookup_many(const struct nkc_l2ops *o, size_t n, const voi
         else
             memset(&out[i], 0, sizeof(out[i]));
     }
-    for (size_t i = 0; i < made; i++)
+    for (size_t i = 0; i < made; i++) {
         pkey_free(&pk[i]);
+        pkey_free(&args[i].rkey);
+    }
     free(pk);
     free(args);
     free(cmds);
@@ -194,9 +281,9 @@ cache_err_t nkc_l2ops_lookup(const struct nkc_l2ops *o, const void *key, size_t 
     if (pkey_make(&k, o, key, klen) != 0)
         return CACHE_ENOMEM;
     struct script_args a;
-    lookup_args(&a, o, &k, token);
+    int argc = lookup_args(&a, o, &k, token, 0);
     struct nkc_reply *r;
-    struct nkc_cmd cmd = {7, a.argv, a.lens};
+    struct nkc_cmd cmd = {argc, a.argv, a.lens};
     cache_err_t err = nkc_l2_pipeline(o->l2, key, klen, 1, &cmd, &r, origin);
     pkey_free(&k);
     if (err == CACHE_OK)
@@ -267,6 +354,44 @@ cache_err_t nkc_l2ops_fill(const struct nkc_l2ops *o, const void *key, size_t kl
     return err;
 }
 
+cache_err_t nkc_l2ops_refill(const struct nkc_l2ops *o, const void *key, size_t klen,
+                             uint64_t token, const void *old_env, size_t old_len, int negative,
+                             const void *val, size_t vlen, uint64_t ttl_ms, int *filled,
+                             struct nkc_origin *origin)
+{
+    *filled = 0;
+    struct pkey k;
+    struct script_args a;
+    size_t elen;
+    char *env = envelope(negative, val, vlen, &elen);
+    a.rkey.p = a.rkey.inline_buf;
+    if (!env || pkey_make(&k, o, key, klen) != 0) {
+        free(env);
+        return CACHE_ENOMEM;
+    }
+    if (pkey_make_refresh(&a.rkey, o, key, klen) != 0) {
+        pkey_free(&k);
+        free(env);
+        return CACHE_ENOMEM;
+    }
+    script_begin2(&a, refill_lua, &k);
+    token_text(a.n1, sizeof(a.n1), token);
+    snprintf(a.n2, sizeof(a.n2), "%" PRIu64, ttl_ms);
+    set_arg(&a, 5, a.n1);
+    a.argv[6] = old_env;
+    a.lens[6] = old_len;
+    a.argv[7] = env;
+    a.lens[7] = elen;
+    set_arg(&a, 8, a.n2);
+    long long res = 0;
+    cache_err_t err = run_int_script(o, &a, 9, key, klen, &res, origin);
+    *filled = err == CACHE_OK && res == 1;
+    pkey_free(&a.rkey);
+    pkey_free(&k);
+    free(env);
+    return err;
+}
+
 cache_err_t nkc_l2ops_release(const struct nkc_l2ops *o, const void *key, size_t klen,
                               uint64_t token)
 {
@@ -302,7 +427,13 @@ cache_err_t nkc_l2ops_set(const struct nkc_l2ops *o, const void *key, size_t kle
     struct pkey k;
     size_t elen;
     char *env = envelope(0, val, vlen, &elen);
+    struct pkey rk;
     if (!env || pkey_make(&k, o, key, klen) != 0) {
+        free(env);
+        return CACHE_ENOMEM;
+    }
+    if (pkey_make_refresh(&rk, o, key, klen) != 0) {
+        pkey_free(&k);
         free(env);
         return CACHE_ENOMEM;
     }
@@ -314,15 +445,20 @@ cache_err_t nkc_l2ops_set(const struct nkc_l2ops *o, const void *key, size_t kle
     size_t set_lens[5] = {3, k.len, elen, 2, strlen(ttl)};
     const char *len_argv[2] = {"STRLEN", k.p};
     size_t len_lens[2] = {6, k.len};
-    struct nkc_cmd cmds[2] = {{5, set_argv, set_lens}, {2, len_argv, len_lens}};
-    struct nkc_reply *r[2];
-    cache_err_t err = nkc_l2_pipeline(o->l2, key, klen, 2, cmds, r, origin);
-    if (err == CACHE_OK && (r[0]->type != NKC_R_STATUS || r[1]->type != NKC_R_INTEGER))
+    /* and any refresh in flight elsewhere loses its lease (see refill_lua) */
+    const char *del_argv[2] = {"DEL", rk.p};
+    size_t del_lens[2] = {3, rk.len};
+    struct nkc_cmd cmds[3] = {{5, set_argv, set_lens}, {2, del_argv, del_lens},
+                              {2, len_argv, len_lens}};
+    struct nkc_reply *r[3] = {NULL, NULL, NULL};
+    cache_err_t err = nkc_l2_pipeline(o->l2, key, klen, 3, cmds, r, origin);
+    if (err == CACHE_OK && (r[0]->type != NKC_R_STATUS || r[2]->type != NKC_R_INTEGER))
         err = CACHE_EL2; /* refused (ACL, wrong type): Redis did not take the write */
     if (err == CACHE_OK || r[0]) {
-        nkc_reply_free(r[0]);
-        nkc_reply_free(r[1]);
+        for (int i = 0; i < 3; i++)
+            nkc_reply_free(r[i]);
     }
+    pkey_free(&rk);
     pkey_free(&k);
     free(env);
     return err;
@@ -330,12 +466,17 @@ cache_err_t nkc_l2ops_set(const struct nkc_l2ops *o, const void *key, size_t kle
 
 cache_err_t nkc_l2ops_del(const struct nkc_l2ops *o, const void *key, size_t klen)
 {
-    struct pkey k;
+    struct pkey k, rk;
     if (pkey_make(&k, o, key, klen) != 0)
         return CACHE_ENOMEM;
-    const char *argv[2] = {"DEL", k.p};
-    size_t lens[2] = {3, k.len};
-    cache_err_t err = run_plain(o, 2, argv, lens, key, klen);
+    if (pkey_make_refresh(&rk, o, key, klen) != 0) {
+        pkey_free(&k);
+        return CACHE_ENOMEM;
+    }
+    const char *argv[3] = {"DEL", k.p, rk.p}; /* the key and any refresh lease on it */
+    size_t lens[3] = {3, k.len, rk.len};
+    cache_err_t err = run_plain(o, 3, argv, lens, key, klen);
+    pkey_free(&rk);
     pkey_free(&k);
     return err;
 }

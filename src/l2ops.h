@@ -26,6 +26,9 @@ struct nkc_lookup {
     const unsigned char *data; /* borrowed from reply */
     size_t len;
     int64_t pttl_ms;           /* remaining TTL in Redis; -1 = none */
+    const unsigned char *envelope; /* VALUE/NEGATIVE: the stored bytes, borrowed */
+    size_t envelope_len;
+    int refresh;               /* refresh lookups: this caller holds the refresh lease */
     struct nkc_reply *reply;   /* owns data; free with nkc_lookup_clear */
 };
 void nkc_lookup_clear(struct nkc_lookup *lk);
@@ -45,10 +48,20 @@ struct nkc_l2ops {
  * the L1 copy. */
 cache_err_t nkc_l2ops_lookup(const struct nkc_l2ops *o, const void *key, size_t klen,
                              uint64_t token, struct nkc_lookup *out, struct nkc_origin *origin);
-/* The same for n keys in one pipeline (one round trip); tokens[i] as above. */
+/* The same for n keys in one pipeline (one round trip); tokens[i] as above. With
+ * refresh_ms > 0 they are refresh lookups: a value with at most refresh_ms left
+ * also grants the key's refresh lease when it is free (out[i].refresh), and the
+ * caller then reloads it and writes it back with nkc_l2ops_refill. */
 cache_err_t nkc_l2ops_lookup_many(const struct nkc_l2ops *o, size_t n, const void *const *keys,
                                   const size_t *klens, const uint64_t *tokens,
-                                  struct nkc_lookup *out, struct nkc_origin *origin);
+                                  uint64_t refresh_ms, struct nkc_lookup *out,
+                                  struct nkc_origin *origin);
+/* A refresh's write-back: only while the refresh lease of token is held and the
+ * key still holds old_env (the envelope the refresh lookup saw). */
+cache_err_t nkc_l2ops_refill(const struct nkc_l2ops *o, const void *key, size_t klen,
+                             uint64_t token, const void *old_env, size_t old_len, int negative,
+                             const void *val, size_t vlen, uint64_t ttl_ms, int *filled,
+                             struct nkc_origin *origin);
 /* Writes the value (or, with negative, a not-found) only if key still holds our
  * lease; *filled tells whether it did. A delete or set since the lease voids it. */
 cache_err_t nkc_l2ops_fill(const struct nkc_l2ops *o, const void *key, size_t klen,
@@ -57,7 +70,7 @@ cache_err_t nkc_l2ops_fill(const struct nkc_l2ops *o, const void *key, size_t kl
 /* Drops our lease if it is still ours (after a failed load). */
 cache_err_t nkc_l2ops_release(const struct nkc_l2ops *o, const void *key, size_t klen,
                               uint64_t token);
-/* Unconditional write (voids any lease) and delete. */
+/* Unconditional write (voids any lease, fill or refresh) and delete. */
 cache_err_t nkc_l2ops_set(const struct nkc_l2ops *o, const void *key, size_t klen,
                           const void *val, size_t vlen, uint64_t ttl_ms, struct nkc_origin *origin);
 cache_err_t nkc_l2ops_del(const struct nkc_l2ops *o, const void *key, size_t klen);
