@@ -439,7 +439,9 @@ static inline int fresh(const struct nkc_l1 *l1, const nkc_entry_t *e, int64_t n
 /* Worth keeping in the table: fresh, or expired but within the stale window. */
 static inline int keepable(const struct nkc_l1 *l1, const nkc_entry_t *e, int64_t now_ms)
 {
-    return e->expire_ms + (int64_t)l1->stale_keep_ms > now_ms && trusted(l1, e);
+    return (e->expire_ms > now_ms ||
+            (l1->stale_keep_ms && e->expire_ms + (int64_t)l1->stale_keep_ms >= now_ms)) &&
+           trusted(l1, e);
 }
 
 /* Whether a hit at now_ms falls in the entry's refresh-ahead window: the last
@@ -594,11 +596,11 @@ enum nkc_join nkc_l1_join(struct nkc_l1 *l1, uint64_t hash, const void *key, siz
         atomic_fetch_add_explicit(&s->expirations, 1, memory_order_relaxed);
     } else if (e && !fresh(l1, e, now_ms)) {
         uint64_t past = (uint64_t)(now_ms - e->expire_ms);
-        if (past <= req->stale_ms) {
+        if (req->stale_ms && past <= req->stale_ms) {
             nkc_entry_ref(e);
             res->stale = e;
         }
-        if (past <= req->serve_stale_ms && !req->refresh) {
+        if (res->stale && req->serve_stale_ms && past <= req->serve_stale_ms && !req->refresh) {
             res->claimed = nkc_entry_claim_refresh(e);
             r = NKC_JOIN_STALE;
             goto out;

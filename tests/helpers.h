@@ -107,4 +107,50 @@ static inline long long stat_of(cache_t *c, const char *path)
     return r;
 }
 
+/* fake_loader that also records the most calls running at once (loader_peak). */
+static _Atomic int loader_inflight __attribute__((unused)), loader_peak __attribute__((unused));
+static inline cache_err_t counting_loader(void *ud, const void *key, size_t klen,
+                                          cache_sink_t *sink)
+{
+    int now = atomic_fetch_add(&loader_inflight, 1) + 1;
+    int p = atomic_load(&loader_peak);
+    while (now > p && !atomic_compare_exchange_weak(&loader_peak, &p, now)) {
+    }
+    cache_err_t r = fake_loader(ud, key, klen, sink);
+    atomic_fetch_sub(&loader_inflight, 1);
+    return r;
+}
+
+struct miss_arg {
+    cache_t *c;
+    int id;
+    cache_err_t result;
+};
+
+static inline void *miss_thread(void *p)
+{
+    struct miss_arg *a = p;
+    char key[32], buf[64];
+    snprintf(key, sizeof(key), "distinct-%d", a->id);
+    a->result = get_str(a->c, key, buf, sizeof(buf));
+    return NULL;
+}
+
+/* 64 threads miss 64 distinct keys at once; counts the results. */
+static inline void run_misses(cache_t *c, int *ok, int *busy)
+{
+    pthread_t t[64];
+    struct miss_arg a[64];
+    for (int i = 0; i < 64; i++) {
+        a[i] = (struct miss_arg){c, i, CACHE_OK};
+        pthread_create(&t[i], NULL, miss_thread, &a[i]);
+    }
+    *ok = *busy = 0;
+    for (int i = 0; i < 64; i++) {
+        pthread_join(t[i], NULL);
+        *ok += a[i].result == CACHE_OK;
+        *busy += a[i].result == CACHE_EBUSY;
+    }
+}
+
 #endif
