@@ -148,7 +148,12 @@ CACHE_EXTERN void cache_close(cache_t *c);
 
 /* Reads key through every level. On CACHE_OK *out is a new reference (release it
  * with cache_value_release); on any other result *out is NULL. CACHE_ENOTFOUND is a
- * normal result: no level has the key (or it is negatively cached). */
+ * normal result: no level has the key (or it is negatively cached). With
+ * loader.timeout_ms a caller stops waiting for a load with CACHE_ETIMEOUT (the load
+ * goes on and fills); with loader.max_concurrency a load that finds no slot within
+ * loader.max_wait_ms fails with CACHE_EBUSY. With stale_while_revalidate_ms or
+ * stale_if_error_ms an expired value may be returned instead (never more than
+ * max_stale_ms past its TTL); cache_get_ex says when. docs/RESILIENCE.md. */
 CACHE_EXTERN cache_err_t cache_get(cache_t *c, const void *key, size_t klen, cache_value_t **out);
 /* The value's bytes (borrowed while v is held; not NUL-terminated) and length. */
 CACHE_EXTERN const void *cache_value_data(const cache_value_t *v);
@@ -213,10 +218,144 @@ CACHE_EXTERN cache_err_t cache_get_ex(cache_t *c, const void *key, size_t klen,
  * Observability
  * ------------------------------------------------------------------------------*/
 
-/* A new, NUL-terminated JSON text of every counter (free with cache_free), or NULL
- * when c is NULL or memory ran out. */
+/* Every function here reads momentary snapshots: each counter is exact, the set is
+ * not taken atomically as a whole. All are safe from any thread and cheap: they sum
+ * per-thread blocks and take each L1 stripe lock once, briefly, to count entries
+ * and bytes. Only cache_health_json talks to Redis. docs/OBSERVABILITY.md lists
+ * every metric. */
+
+/* A new, NUL-terminated JSON text of every counter and of the latency histograms
+ * (free with cache_free), or NULL when c is NULL, the cache is closing or memory
+ * ran out. */
 CACHE_EXTERN char *cache_stats_json(cache_t *c);
-/* Frees memory this library returned (stats text). NULL is a no-op. */
+
+/* Sets *text to a new, NUL-terminated Prometheus text exposition (format 0.0.4,
+ * served as "text/plain; version=0.0.4") of every metric: families prefixed
+ * nakkucache_, counters ending in _total, sizes in _bytes, latencies as histograms
+ * in _seconds; labels are only fixed words (tier, result, reason, ...), never a
+ * cache key. Free it with cache_free. Returns CACHE_OK, CACHE_EINVAL (c or text
+ * NULL), CACHE_ECLOSED or CACHE_ENOMEM; on failure *text is NULL (when text is not). */
+CACHE_EXTERN cache_err_t cache_metrics_prometheus(cache_t *c, char **text);
+
+/* Checks whether the cache can serve, and returns a new JSON text (free with
+ * cache_free), or NULL when c is NULL or memory ran out. With L2 configured it
+ * sends one PING on a pooled connection as a data call would: waiting for a free
+ * connection, and the PING's round trip, each within l2.timeout_ms (plus
+ * l2.connect_timeout_ms when the connection must be re-established first), so it
+ * may block that long. It is sent even while the circuit breaker is open, and
+ * neither opens nor closes it.
+ *   {"status": "pass"|"warn"|"fail", "reason": "<one sentence>",
+ *    "closing": false,
+ *    "l1": {"entries": N, "bytes": N, "max_bytes": N},
+ *    "l2": {"configured": true, "ok": true,
+ *           "ping_ms": 0.21 (the PING's round trip; null unless it answered),
+ *           "error": null | "<cache_strerror of the PING's failure>",
+ *           "breaker": "closed"|"open"|"half_open" (null without L2)},
+ *    "loader": {"configured": true}}         (a loader or a batch loader is set)
+ * The rules, first match wins:
+ *   fail  the cache is closing (then only status, reason and "closing": true);
+ *   pass  no L2 is configured, or L2 is ok: its PING answered and its breaker is
+ *         not open (every configured tier works; L1 always does, and the loader is
+ *         not called: only its presence is checked);
+ *   warn  L2 is down (its PING failed or its breaker is open) and a loader is
+ *         configured: L1 and the loader serve, with L1 TTLs capped;
+ *   fail  L2 is down and no loader is configured: a miss can be served by nothing.
+ * A cache with neither L2 nor a loader is pass: its only tier, L1, works. */
+CACHE_EXTERN char *cache_health_json(cache_t *c);
+
+/* States of the Redis circuit breaker (cache_stats_t.l2_breaker). */
+enum cache_breaker {
+    CACHE_BREAKER_NONE = 0,      /* no L2 configured */
+    CACHE_BREAKER_CLOSED = 1,    /* Redis is used */
+    CACHE_BREAKER_OPEN = 2,      /* Redis is skipped until a probe succeeds */
+    CACHE_BREAKER_HALF_OPEN = 3  /* one probe call is trying Redis */
+};
+
+/* A snapshot of the counters as plain numbers, for programs that want them without
+ * parsing. Counters (monotonic, since cache_open) unless marked "now". Every field
+ * is a uint64_t; new fields are only ever appended. The caller sets struct_size to
+ * sizeof(cache_stats_t) as it was compiled; cache_stats_get fills only the fields
+ * that struct_size covers in full, so a program built against an older, shorter
+ * struct keeps working. */
+typedef struct cache_stats {
+    size_t struct_size;            /* set by the caller: sizeof(cache_stats_t) */
+    /* L1 */
+    uint64_t l1_hits;              /* lookups L1 served (negative entries included) */
+    uint64_t l1_misses;            /* lookups L1 could not serve */
+    uint64_t l1_negative_hits;     /* L1 hits on a cached not-found */
+    uint64_t l1_refused;           /* values too large to keep in L1 (served, not kept) */
+    uint64_t l1_entries;           /* now: entries held (including negative ones) */
+    uint64_t l1_bytes;             /* now: bytes charged against l1.max_bytes */
+    uint64_t l1_max_bytes;         /* now: the budget, l1.max_bytes */
+    uint64_t l1_evictions;         /* entries evicted to stay within budget */
+    uint64_t l1_expirations;       /* entries removed because their TTL passed */
+    uint64_t fills_dropped;        /* load results not kept: a write overtook them */
+    uint64_t coalesced;            /* misses that waited on another caller's load */
+    /* L2 (all 0 without L2) */
+    uint64_t l2_configured;        /* now: 1 when l2.url is set */
+    uint64_t l2_breaker;           /* now: an enum cache_breaker */
+    uint64_t l2_hits;              /* L1 misses Redis served */
+    uint64_t l2_misses;            /* L1 misses Redis did not have */
+    uint64_t l2_failures;          /* lookups that skipped a failed or open Redis */
+    uint64_t l2_bad_values;        /* foreign data under our prefix (read as a miss) */
+    uint64_t l2_fills;             /* loader results written to Redis under a lease */
+    uint64_t l2_fills_lost;        /* fills refused: a write voided the lease */
+    uint64_t l2_lease_waits;       /* lookups that waited on another process's load */
+    uint64_t l2_lease_wait_timeouts; /* lease waits that gave up and loaded */
+    uint64_t l2_commands;          /* pipelines sent (one round trip each) */
+    uint64_t l2_errors;            /* pipelines that failed, every kind */
+    uint64_t l2_timeouts;          /* of l2_errors: a deadline passed */
+    uint64_t l2_protocol_errors;   /* of l2_errors: a malformed or oversized reply */
+    uint64_t l2_reconnects;        /* connections established after cache_open */
+    uint64_t l2_connect_failures;  /* connection attempts that failed */
+    uint64_t l2_breaker_trips;     /* times the breaker opened */
+    uint64_t l2_skipped;           /* pipelines not sent because the breaker was open */
+    uint64_t l2_roundtrips;        /* round trips that completed (histogram count) */
+    uint64_t l2_roundtrip_ns;      /* their total duration, nanoseconds */
+    /* the loader */
+    uint64_t loader_calls;         /* loader invocations (a batch call: one per key) */
+    uint64_t loader_ok;            /* calls that returned a value */
+    uint64_t loader_not_found;     /* calls that found no record */
+    uint64_t loader_failures;      /* calls that failed */
+    uint64_t loader_timeouts;      /* callers that stopped waiting at loader.timeout_ms */
+    uint64_t loader_busy;          /* loads refused by loader.max_concurrency */
+    uint64_t loader_batch_calls;   /* batch loader invocations */
+    uint64_t loader_ns;            /* total time spent in the loader, nanoseconds */
+    /* stale answers by reason, and refresh-ahead */
+    uint64_t stale_while_revalidate; /* served past TTL while a refresh ran */
+    uint64_t stale_if_error;       /* served past TTL because the reload failed */
+    uint64_t refresh_scheduled;    /* background refreshes queued */
+    uint64_t refresh_done;         /* refreshes that stored a new value */
+    uint64_t refresh_failed;       /* refreshes whose load failed */
+    uint64_t refresh_skipped;      /* refreshes not queued or not run */
+    /* writes */
+    uint64_t sets;                 /* cache_set calls that succeeded */
+    uint64_t dels;                 /* cache_del calls that succeeded */
+    uint64_t write_failures;       /* cache_set/cache_del calls Redis did not take */
+    /* cross-process invalidation */
+    uint64_t invalidations;        /* keys invalidated by writers elsewhere */
+    uint64_t flushes_subscriber_lost; /* L1 flushes: the subscriber was lost */
+    uint64_t flushes_server;       /* L1 flushes: FLUSHALL/FLUSHDB on the server */
+    uint64_t tracking_messages;    /* invalidation messages received */
+    uint64_t tracking_subscriber_losses; /* times the subscriber connection was lost */
+    uint64_t tracking_subscribed;  /* now: 1 while the subscriber is established */
+    uint64_t generations_retired;  /* connection lives whose L1 copies were dropped */
+    uint64_t untracked_connects;   /* data connections that run without tracking */
+    /* replaying failed deletes (l2.retry_invalidations) */
+    uint64_t retry_queued;
+    uint64_t retry_replayed;
+    uint64_t retry_dropped;
+    /* appended only */
+} cache_stats_t;
+
+/* Fills *out with a snapshot (the fields out->struct_size covers, nothing else).
+ * Returns CACHE_OK, CACHE_ECLOSED, or CACHE_EINVAL when c or out is NULL or
+ * out->struct_size does not cover even the first counter (then nothing is written).
+ * out->struct_size is left as the caller set it. */
+CACHE_EXTERN cache_err_t cache_stats_get(cache_t *c, cache_stats_t *out);
+
+/* Frees memory this library returned (stats, metrics and health text). NULL is a
+ * no-op. */
 CACHE_EXTERN void cache_free(void *p);
 
 #ifdef __cplusplus

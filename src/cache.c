@@ -30,31 +30,9 @@ const char *cache_strerror(cache_err_t err)
 
 /* ---- call bracketing (see struct cache) ---- */
 
-/* Enters an EBR section and checks for close; -1 (outside the section) if closing. */
-static int call_begin(struct cache *c)
-{
-    nkc_ebr_enter();
-    if (atomic_load_explicit(&c->closing, memory_order_seq_cst)) {
-        nkc_ebr_exit();
-        return -1;
-    }
-    return 0;
-}
-
-/* Leaves the fast path for one that may block: counted in `busy` until slow_end. */
-static void slow_begin(struct cache *c)
-{
-    /* relaxed: the release in nkc_ebr_exit publishes it to cache_close, whose
-     * grace period waits for that exit */
-    atomic_fetch_add_explicit(&c->busy, 1, memory_order_relaxed);
-    nkc_ebr_exit();
-}
-
-static void slow_end(struct cache *c)
-{
-    /* release: pairs with the acquire load in cache_close */
-    atomic_fetch_sub_explicit(&c->busy, 1, memory_order_release);
-}
+#define call_begin nkc_call_begin
+#define slow_begin nkc_slow_begin
+#define slow_end nkc_slow_end
 
 static cache_err_t check_key(const struct cache *c, const void *key, size_t klen)
 {

@@ -56,6 +56,33 @@ struct cache {
     int maint_stop;
 };
 
+/* Call bracketing. nkc_call_begin enters an EBR section and checks for close: -1
+ * (outside the section) when closing. nkc_slow_begin leaves the fast path for one
+ * that may block, counted in `busy` until nkc_slow_end. */
+static inline int nkc_call_begin(struct cache *c)
+{
+    nkc_ebr_enter();
+    if (atomic_load_explicit(&c->closing, memory_order_seq_cst)) {
+        nkc_ebr_exit();
+        return -1;
+    }
+    return 0;
+}
+
+static inline void nkc_slow_begin(struct cache *c)
+{
+    /* relaxed: the release in nkc_ebr_exit publishes it to cache_close, whose
+     * grace period waits for that exit */
+    atomic_fetch_add_explicit(&c->busy, 1, memory_order_relaxed);
+    nkc_ebr_exit();
+}
+
+static inline void nkc_slow_end(struct cache *c)
+{
+    /* release: pairs with the acquire load in cache_close */
+    atomic_fetch_sub_explicit(&c->busy, 1, memory_order_release);
+}
+
 static inline int64_t nkc_cache_now_ms(const struct cache *c)
 {
     return c->cfg.clock_ms ? c->cfg.clock_ms(c->cfg.clock_udata) : nkc_now_coarse_ms();

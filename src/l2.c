@@ -17,6 +17,7 @@
 #endif
 #include "l2.h"
 
+#include "stats.h"
 #include "sync.h"
 
 #include <errno.h>
@@ -89,6 +90,7 @@ struct nkc_l2 {
 
     _Atomic uint64_t n_commands, n_errors, n_timeouts, n_protocol, n_reconnects,
         n_connect_failures, n_trips, n_skipped, n_untracked, n_retired;
+    struct nkc_hist *rtt; /* completed pipelines' round trips (own aligned block) */
 };
 
 /* ---- reply objects: ours, allocated only within the limits ---- */
@@ -653,8 +655,10 @@ cache_err_t nkc_l2_pipeline(struct nkc_l2 *l2, const void *route_key, size_t rou
         if (err != CACHE_OK)
             break;
         int was_reused = cn->reused;
-        err = roundtrip(l2, cn, n, cmds, out, nkc_now_ns() + l2->timeout_ms * 1000000, &proto);
+        int64_t sent_ns = nkc_now_ns();
+        err = roundtrip(l2, cn, n, cmds, out, sent_ns + l2->timeout_ms * 1000000, &proto);
         if (err == CACHE_OK) {
+            nkc_hist_record(l2->rtt, nkc_now_ns() - sent_ns);
             cn->reused = 1;
             if (origin)
                 *origin = (struct nkc_origin){cn->slot, cn->gen, cn->tracked};
@@ -679,6 +683,36 @@ static struct conn *try_acquire(struct nkc_l2 *l2)
     return acquire(l2, 0);
 }
 
+/* PINGs Redis on cn, a lent connection (reconnecting it first when needed), and
+ * gives it back; a failed connection is dropped. */
+static cache_err_t ping_on(struct nkc_l2 *l2, struct conn *cn)
+{
+    cache_err_t err = ensure_connected(l2, cn);
+    if (err == CACHE_OK) {
+        const char *argv[1] = {"PING"};
+        size_t lens[1] = {4};
+        struct nkc_cmd cmd = {1, argv, lens};
+        struct nkc_reply *r;
+        int proto = 0;
+        err = roundtrip(l2, cn, 1, &cmd, &r, nkc_now_ns() + l2->timeout_ms * 1000000, &proto);
+        if (err == CACHE_OK)
+            nkc_reply_free(r);
+        else
+            conn_drop(l2, cn);
+    }
+    release(l2, cn);
+    return err;
+}
+
+cache_err_t nkc_l2_ping(struct nkc_l2 *l2, int64_t *rtt_ns)
+{
+    int64_t t0 = nkc_now_ns();
+    struct conn *cn = acquire(l2, t0 + l2->timeout_ms * 1000000);
+    cache_err_t err = cn ? ping_on(l2, cn) : CACHE_ETIMEOUT;
+    *rtt_ns = nkc_now_ns() - t0;
+    return err;
+}
+
 void nkc_l2_maintain(struct nkc_l2 *l2)
 {
     int64_t now = nkc_now_ns();
@@ -692,23 +726,7 @@ void nkc_l2_maintain(struct nkc_l2 *l2)
     if (!due)
         return;
     struct conn *cn = try_acquire(l2);
-    cache_err_t err = CACHE_EL2;
-    if (cn) {
-        err = ensure_connected(l2, cn);
-        if (err == CACHE_OK) {
-            const char *argv[1] = {"PING"};
-            size_t lens[1] = {4};
-            struct nkc_cmd cmd = {1, argv, lens};
-            struct nkc_reply *r;
-            int proto = 0;
-            err = roundtrip(l2, cn, 1, &cmd, &r, nkc_now_ns() + l2->timeout_ms * 1000000, &proto);
-            if (err == CACHE_OK)
-                nkc_reply_free(r);
-            else
-                conn_drop(l2, cn);
-        }
-        release(l2, cn);
-    }
+    cache_err_t err = cn ? ping_on(l2, cn) : CACHE_EL2;
     nkc_mutex_lock(&l2->breaker_lock);
     l2->probe_out = 0;
     if (err == CACHE_OK) { /* Redis is back: close without waiting out the cooldown */
@@ -761,7 +779,8 @@ cache_err_t nkc_l2_open(struct nkc_l2 **out, const struct nkc_l2_params *p, char
     l2->n_conns = (unsigned)cfg->l2_pool_size;
     l2->conns = calloc(l2->n_conns, sizeof(*l2->conns));
     l2->live = calloc(l2->n_conns, sizeof(*l2->live));
-    if (!l2->conns || !l2->live) {
+    l2->rtt = nkc_hist_new();
+    if (!l2->conns || !l2->live || !l2->rtt) {
         nkc_l2_close(l2);
         return CACHE_ENOMEM;
     }
@@ -786,6 +805,7 @@ void nkc_l2_close(struct nkc_l2 *l2)
         conn_close(&l2->conns[i]);
     free(l2->conns);
     free(l2->live);
+    nkc_hist_free(l2->rtt);
     nkc_url_free(&l2->url);
     nkc_mutex_destroy(&l2->pool_lock);
     nkc_cond_destroy(&l2->pool_cv);
@@ -812,6 +832,11 @@ void nkc_l2_totals(struct nkc_l2 *l2, struct nkc_l2_totals *t)
     nkc_mutex_lock(&l2->breaker_lock);
     t->breaker = l2->breaker;
     nkc_mutex_unlock(&l2->breaker_lock);
+}
+
+void nkc_l2_rtt(struct nkc_l2 *l2, struct nkc_hist_snapshot *out)
+{
+    nkc_hist_read(l2->rtt, out);
 }
 
 const char *nkc_breaker_name(enum nkc_breaker_state s)

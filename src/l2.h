@@ -90,6 +90,14 @@ struct nkc_l2_totals {
 };
 void nkc_l2_totals(struct nkc_l2 *l2, struct nkc_l2_totals *t);
 const char *nkc_breaker_name(enum nkc_breaker_state s);
+/* The round-trip histogram of the pipelines that completed (stats.h). */
+struct nkc_hist_snapshot;
+void nkc_l2_rtt(struct nkc_l2 *l2, struct nkc_hist_snapshot *out);
+/* Health check: one PING on a pooled connection (waiting for a free one and
+ * reconnecting within the l2.timeout_ms deadline), whatever the breaker says and
+ * without changing it. CACHE_OK with *rtt_ns the PING's round trip, else CACHE_EL2
+ * or CACHE_ETIMEOUT with *rtt_ns the time spent. */
+cache_err_t nkc_l2_ping(struct nkc_l2 *l2, int64_t *rtt_ns);
 
 /* Test hook: the file descriptor of pooled connection i (-1 when closed). */
 int nkc_l2_conn_fd(struct nkc_l2 *l2, unsigned i);

@@ -113,7 +113,7 @@ static void settle(struct cache *c, struct cache_sink *sink, cache_err_t st, str
 static void loader_timing(struct cache *c, int64_t t0)
 {
     int64_t ns = nkc_now_ns() - t0;
-    nkc_stat_add(c->stats, NKC_C_LOADER_NS, (uint64_t)ns);
+    nkc_stat_loader_ns(c->stats, ns); /* LOADER_NS and the latency histogram */
     nkc_l1_note_load_ms(c->l1, (uint64_t)(ns / 1000000));
 }
 

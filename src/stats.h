@@ -1,12 +1,14 @@
 /*
  * Counters: one X-macro list, kept per thread slot in padded blocks so that hot
  * counters never share a written cache line between threads; summed on read.
- * Rendering (JSON) lives in stats.c.
+ * Latency histograms the same way. Rendering: JSON and the stats struct in
+ * stats.c, Prometheus text in metrics.c.
  */
 #ifndef NKC_STATS_H
 #define NKC_STATS_H
 
 #include "ebr.h"
+#include "nakkucache.h"
 #include "sync.h"
 
 #include <stdint.h>
@@ -71,10 +73,38 @@ enum nkc_counter {
 
 #define NKC_STAT_SLOTS 64 /* threads beyond this share blocks (still exact: atomics) */
 
+/* Latency histograms: fixed 1-2-5 log-scale upper bounds from 1 us to 10 s
+ * (nkc_hist_bounds_ns), plus one overflow bucket. Kept per thread slot like the
+ * counters (3 cache lines a slot, 12 KiB a histogram) and summed on read. */
+#define NKC_HIST_BOUNDS 22
+#define NKC_HIST_BUCKETS (NKC_HIST_BOUNDS + 1)
+extern const uint64_t nkc_hist_bounds_ns[NKC_HIST_BOUNDS];
+
+struct nkc_hist {
+    struct {
+        _Atomic uint64_t n[NKC_HIST_BUCKETS]; /* per bucket, not cumulative */
+        _Atomic uint64_t sum_ns;
+    } NKC_ALIGNED block[NKC_STAT_SLOTS];
+};
+
+/* A momentary sum: count is the sum of n[] (so the overflow bucket closes it). */
+struct nkc_hist_snapshot {
+    uint64_t n[NKC_HIST_BUCKETS];
+    uint64_t count, sum_ns;
+};
+
+/* Records one observation of ns nanoseconds (negative counts as 0). Lock-free. */
+void nkc_hist_record(struct nkc_hist *h, int64_t ns);
+void nkc_hist_read(const struct nkc_hist *h, struct nkc_hist_snapshot *out);
+/* A new zeroed, cache-line aligned histogram (free with nkc_hist_free), or NULL. */
+struct nkc_hist *nkc_hist_new(void);
+void nkc_hist_free(struct nkc_hist *h);
+
 struct nkc_stats {
     struct {
         _Atomic uint64_t v[NKC_C_COUNT];
     } NKC_ALIGNED block[NKC_STAT_SLOTS];
+    struct nkc_hist loader; /* loader call durations (load.c) */
 };
 
 static inline void nkc_stat_add(struct nkc_stats *s, enum nkc_counter k, uint64_t n)
@@ -86,8 +116,30 @@ static inline void nkc_stat_add(struct nkc_stats *s, enum nkc_counter k, uint64_
 
 uint64_t nkc_stat_sum(const struct nkc_stats *s, enum nkc_counter k);
 
+/* One loader call took ns: its total time and its histogram. */
+static inline void nkc_stat_loader_ns(struct nkc_stats *s, int64_t ns)
+{
+    nkc_stat_add(s, NKC_C_LOADER_NS, ns > 0 ? (uint64_t)ns : 0);
+    nkc_hist_record(&s->loader, ns);
+}
+
 struct json_t;
 /* root rendered as compact JSON: a new string (free()), or NULL. */
 char *nkc_json_text(const struct json_t *root);
+
+/* Everything the renderers show, read once: the public struct in full, and the two
+ * latency histograms (l2_rtt all zero without L2). For stats.c and metrics.c. */
+struct nkc_stats_view {
+    cache_stats_t s; /* every field, struct_size = sizeof(cache_stats_t) */
+    struct nkc_hist_snapshot l2_rtt, loader;
+};
+void nkc_stats_read(cache_t *c, struct nkc_stats_view *v);
+/* Brackets a reader of c's modules (stats, metrics, health) like any other call:
+ * -1 once cache_close has begun (then nothing of c may be read); else 0, and
+ * cache_close waits for the matching nkc_observe_end. */
+int nkc_observe_begin(cache_t *c);
+void nkc_observe_end(cache_t *c);
+/* Names of the enum cache_breaker values ("closed", ...; NULL for NONE). */
+extern const char *const nkc_breaker_names[4];
 
 #endif /* NKC_STATS_H */

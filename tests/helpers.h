@@ -107,6 +107,19 @@ static inline long long stat_of(cache_t *c, const char *path)
     return r;
 }
 
+/* The usual fixture: a fake database `db` and one cache `c`, closed after each test
+ * (and, with a stopped Redis pid in `stopped`, that server resumed first). */
+#define NKC_TEST_FIXTURE(extra_teardown)                                                    \
+    static struct fake_db db;                                                             \
+    static cache_t *c;                                                                    \
+    static void setup(void) { memset(&db, 0, sizeof(db)); }                               \
+    static void teardown(void)                                                            \
+    {                                                                                     \
+        extra_teardown;                                                                   \
+        cache_close(c);                                                                   \
+        c = NULL;                                                                         \
+    }
+
 /* fake_loader that also records the most calls running at once (loader_peak). */
 static _Atomic int loader_inflight __attribute__((unused)), loader_peak __attribute__((unused));
 static inline cache_err_t counting_loader(void *ud, const void *key, size_t klen,

@@ -132,6 +132,16 @@ static inline int peer(const char *prefix, const char *op, const char *key, cons
     return peer_ttl(prefix, op, key, value, NULL);
 }
 
+/* NKC_TEST_FIXTURE plus `stopped`: a SIGSTOPped server resumed before the close. */
+static pid_t stopped __attribute__((unused));
+static inline void resume_stopped(void)
+{
+    if (stopped)
+        kill(stopped, SIGCONT);
+    stopped = 0;
+}
+#define NKC_REDIS_FIXTURE() NKC_TEST_FIXTURE(resume_stopped())
+
 static inline double ms_since(int64_t t0_ns) { return (double)(nkc_now_ns() - t0_ns) / 1e6; }
 
 #endif

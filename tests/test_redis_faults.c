@@ -9,7 +9,6 @@
 
 static struct fake_db db;
 static cache_t *c;
-static pid_t stopped;
 
 static void setup(void) { memset(&db, 0, sizeof(db)); }
 static int default_pw_set;

@@ -3,15 +3,7 @@
  * race (with a control run that shows it bites), the cross-process stampede. */
 #include "redis_helpers.h"
 
-static struct fake_db db;
-static cache_t *c;
-
-static void setup(void) { memset(&db, 0, sizeof(db)); }
-static void teardown(void)
-{
-    cache_close(c);
-    c = NULL;
-}
+NKC_TEST_FIXTURE((void)0)
 TestSuite(redis, .init = setup, .fini = teardown, .timeout = 60);
 
 static cache_t *open_prefix(const char *prefix, struct fake_db *d)

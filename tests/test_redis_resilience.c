@@ -6,15 +6,12 @@
 #include "redis_helpers.h"
 
 static struct fake_db db;
-static pid_t stopped;
 static cache_t *c1, *c2;
 
 static void setup(void) { memset(&db, 0, sizeof(db)); }
 static void teardown(void)
 {
-    if (stopped)
-        kill(stopped, SIGCONT);
-    stopped = 0;
+    resume_stopped();
     cache_close(c1);
     cache_close(c2);
     c1 = c2 = NULL;

