@@ -289,6 +289,7 @@ typedef struct cache_stats {
     uint64_t l1_max_bytes;         /* now: the budget, l1.max_bytes */
     uint64_t l1_evictions;         /* entries evicted to stay within budget */
     uint64_t l1_expirations;       /* entries removed because their TTL passed */
+    uint64_t l1_fills;             /* load results stored in L1 (from Redis or the loader) */
     uint64_t fills_dropped;        /* load results not kept: a write overtook them */
     uint64_t coalesced;            /* misses that waited on another caller's load */
     /* L2 (all 0 without L2) */

@@ -242,7 +242,9 @@ static cache_err_t publish(struct cache *c, struct nkc_flight *f, cache_err_t st
     if (e)
         nkc_entry_ref(e); /* one for our caller; nkc_l1_complete consumes the other */
     enum nkc_fill fill = nkc_l1_complete(c->l1, f, st, e, keep);
-    if (e && fill == NKC_FILL_OVERTAKEN)
+    if (e && fill == NKC_FILL_INSERTED)
+        nkc_stat_add(c->stats, NKC_C_L1_FILLS, 1);
+    else if (e && fill == NKC_FILL_OVERTAKEN)
         nkc_stat_add(c->stats, NKC_C_FILLS_DROPPED, 1);
     else if (e && fill == NKC_FILL_REFUSED)
         nkc_stat_add(c->stats, NKC_C_L1_REFUSED, 1);

@@ -92,6 +92,8 @@ static const struct family families[] = {
      ONE(l1_evictions)},
     {"nakkucache_l1_expirations_total", "counter", "L1 entries removed because their TTL passed.",
      ONE(l1_expirations)},
+    {"nakkucache_l1_fills_total", "counter",
+     "Load results stored in L1 (read from Redis or returned by the loader).", ONE(l1_fills)},
     {"nakkucache_l1_fills_dropped_total", "counter",
      "Loaded values served but not kept in L1: a write overtook the load, or too large.",
      {{"reason=\"overtaken\"", F(fills_dropped), 0}, {"reason=\"too_large\"", F(l1_refused), 0}}},

@@ -113,6 +113,7 @@ static const struct {
     FIELD(L1_MISSES, l1_misses),
     FIELD(NEGATIVE_HITS, l1_negative_hits),
     FIELD(L1_REFUSED, l1_refused),
+    FIELD(L1_FILLS, l1_fills),
     FIELD(FILLS_DROPPED, fills_dropped),
     FIELD(COALESCED, coalesced),
     FIELD(L2_HITS, l2_hits),

@@ -17,6 +17,7 @@
 #define NKC_COUNTERS(X)                                                               \
     X(L1_HITS, "l1.hits", "lookups served by L1 (negative entries included)")          \
     X(L1_MISSES, "l1.misses", "lookups L1 could not serve")                           \
+    X(L1_FILLS, "l1.fills", "load results stored in L1 (from Redis or the loader)")     \
     X(L1_REFUSED, "l1.refused", "values too large to keep in L1 (served, not kept)")   \
     X(NEGATIVE_HITS, "l1.negative_hits", "lookups answered by a cached not-found")    \
     X(COALESCED, "load.coalesced", "misses that waited for another caller's load")   \

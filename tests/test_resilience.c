@@ -108,6 +108,7 @@ Test(resilience, refresh_ahead_once_per_window_and_returns_at_once)
     cr_assert_eq(get_str(c, "k", buf, sizeof(buf)), CACHE_OK);
     cr_assert_str_eq(buf, "v:k:1", "the refreshed value replaced the old one");
     cr_assert_eq(stat_of(c, "refresh.done"), 1);
+    cr_assert_eq(stat_of(c, "l1.fills"), 2, "the first load and the refresh");
 
     /* the new entry lives a full TTL from the refresh; its own window is later */
     atomic_store(&db.mode, LOAD_VALUE);
