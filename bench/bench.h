@@ -23,13 +23,17 @@ int nkb_tiers_main(int argc, char **argv);
 int nkb_l2_main(int argc, char **argv);
 /* Cross-process invalidation (bench/coherence.c): its own flags, see --help there. */
 int nkb_coherence_main(int argc, char **argv);
+/* Concurrent misses of cold keys (bench/stampede.c) and one hot key expiring under
+ * load, refresh-ahead on and off (bench/hotkey.c); both on bench/redis_base.c. */
+int nkb_stampede_main(int argc, char **argv);
+int nkb_hotkey_main(int argc, char **argv);
 
 /* ---------------------------------------------------------------- options */
 
 #define NKB_MAX_POINTS 16   /* thread counts in one --threads list */
 #define NKB_MAX_THREADS 256 /* largest thread count in it */
 
-typedef enum nkb_dist { NKB_DIST_ZIPF, NKB_DIST_UNIFORM } nkb_dist_t;
+typedef enum nkb_dist { NKB_DIST_ZIPF, NKB_DIST_UNIFORM, NKB_DIST_HOTSPOT } nkb_dist_t;
 
 /* The flags shared by the modes; nkb_opts_init sets the defaults listed in
  * nkb_opts_usage. */
@@ -37,21 +41,34 @@ typedef struct nkb_opts {
     unsigned threads[NKB_MAX_POINTS]; /* --threads 1,2 */
     size_t n_points;
     uint32_t keys;        /* --keys */
-    nkb_dist_t dist;      /* --dist zipf|uniform */
+    nkb_dist_t dist;      /* --dist zipf[:theta]|uniform|hotspot[:fraction:probability] */
     double theta;         /* --theta, zipf skew in (0, 1) */
+    double hot_fraction;  /* hotspot: this fraction of the keys ... */
+    double hot_prob;      /* ... gets this fraction of the operations */
+    double read_ratio;    /* --read-ratio: the rest are writes (update, then delete) */
     size_t key_size;      /* --key-size: "key:" + zero-padded decimal */
     size_t value_size;    /* --value-size */
     uint64_t duration_ms; /* --duration-ms per measured point */
     uint64_t ops;         /* --ops per thread per point; 0 = run for duration_ms */
-    uint64_t warmup_ms;   /* --warmup-ms: JVM warm-up before Caffeine is measured */
+    uint64_t warmup_ms;   /* --warmup-ms: JVM warm-up (l1), untimed warm-up per row (tiers) */
     uint64_t seed;        /* --seed of the key sequences */
     unsigned repeat;      /* --repeat: rounds per point; the median round is reported */
     int json;             /* --json: one JSON document on stdout instead of a table */
+    int csv;              /* --csv: the rows as CSV on stdout instead of a table */
+    const char *plot;     /* --plot PNG: throughput and latency against threads */
+    int cold;             /* --cold: tiers rows start empty (no prefill, no warm-up) */
+    int tier_l1, tier_l2; /* --tiers l1,l2: which tiers the library uses */
+    unsigned rounds;      /* --rounds: stampede's waves of cold keys */
+    uint64_t ttl_ms;      /* --ttl-ms: the hot key's TTL (hotkey) */
+    uint64_t rate;        /* --rate: operations per second per thread, paced (hotkey) */
+    unsigned readers;     /* coherence: --readers, --interval-ms, --short-ttl-ms */
+    uint64_t interval_ms, short_ttl_ms;
     int caffeine;         /* cleared by --no-caffeine */
     int memory;           /* cleared by --no-memory (the l1 mode's memory section) */
     const char *caffeine_jar; /* --caffeine-jar */
     const char *redis_url;    /* --redis URL (tiers, l2); NULL: $NKC_REDIS_URL or a throwaway */
-    uint64_t loader_us;       /* --loader-us: the simulated database's delay (tiers) */
+    uint64_t loader_us;       /* --loader-us: the simulated database's delay */
+    const char *sqlite_path;  /* --loader sqlite:PATH: a real database instead */
 } nkb_opts_t;
 
 void nkb_opts_init(nkb_opts_t *o);
@@ -61,6 +78,8 @@ void nkb_opts_init(nkb_opts_t *o);
 int nkb_opts_parse(nkb_opts_t *o, int argc, char **argv);
 /* Prints the flags mode takes, with their defaults. */
 void nkb_opts_usage(const char *mode);
+/* "zipf(0.99)", "uniform" or "hotspot(0.20 of keys get 0.80)" into buf. */
+const char *nkb_dist_name(const nkb_opts_t *o, char *buf, size_t len);
 /* The largest entry of o->threads. */
 unsigned nkb_opts_max_threads(const nkb_opts_t *o);
 
@@ -68,6 +87,8 @@ unsigned nkb_opts_max_threads(const nkb_opts_t *o);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t nkb_now_ns(void);
+/* Sleeps ns (nanosleep, resumed after a signal). */
+void nkb_sleep_ns(uint64_t ns);
 /* The 1-minute load average (/proc/loadavg), or -1: how busy the machine was. */
 double nkb_loadavg(void);
 
@@ -80,14 +101,49 @@ double nkb_loadavg(void);
 #define NKB_HIST_BUCKETS ((64 - NKB_HIST_SUB_BITS + 1) << NKB_HIST_SUB_BITS)
 typedef struct nkb_hist {
     uint64_t count;
+    uint64_t max; /* exact, unlike the quantiles */
     uint64_t bucket[NKB_HIST_BUCKETS];
 } nkb_hist_t;
+
+/* What every table prints of a histogram, in ns. */
+typedef struct nkb_pct {
+    uint64_t p50, p90, p99, p999, max;
+} nkb_pct_t;
 
 /* Records `weight` samples of value ns. */
 void nkb_hist_add(nkb_hist_t *h, uint64_t ns, uint64_t weight);
 void nkb_hist_merge(nkb_hist_t *dst, const nkb_hist_t *src);
 /* The value at quantile q in [0, 1] (the midpoint of its bucket); 0 when empty. */
 uint64_t nkb_hist_quantile(const nkb_hist_t *h, double q);
+/* p50, p90, p99, p999 (bucket midpoints) and the exact max. */
+nkb_pct_t nkb_hist_pct(const nkb_hist_t *h);
+
+/* ---------------------------------------------------------------- progress */
+
+/* One line on stderr, rewritten in place, only when stderr is a terminal (a log
+ * file or a pipe gets nothing): "nakkucache-bench MODE: what". */
+void nkb_progress(const char *mode, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Erases the line (when one was drawn). */
+void nkb_progress_done(void);
+
+/* ---------------------------------------------------------------- output */
+
+/* The path of program (searched in $PATH unless it has a slash) into out; 0 when
+ * it is there and executable, else -1. */
+int nkb_find_program(const char *program, char *out, size_t len);
+
+/* Prints doc's "rows" array (objects; nested objects flattened to "a.b" columns,
+ * the union of every row's columns in first-seen order) as CSV on stdout. */
+void nkb_csv_print(const json_t *doc);
+/* Prints doc as indented JSON (o->json) or its rows as CSV (o->csv) on stdout, and
+ * with o->plot draws its rows. Takes doc's reference. Returns 0, or -1 when the
+ * plot failed (message on stderr). */
+int nkb_output(const nkb_opts_t *o, json_t *doc);
+/* Draws o->plot from doc's rows: ops/s and p99 latency against threads, one line
+ * per "impl" (gnuplot). Returns 0, or -1 after a message (no gnuplot: what to
+ * install). */
+int nkb_plot(const nkb_opts_t *o, const json_t *doc);
 
 /* ---------------------------------------------------------------- keys */
 
@@ -105,6 +161,11 @@ typedef struct nkb_zipf {
 /* O(n) (it sums the zeta series). Returns 0, or -1 for a bad n or theta. */
 int nkb_zipf_init(nkb_zipf_t *z, uint64_t n, double theta);
 uint64_t nkb_zipf_next(const nkb_zipf_t *z, uint64_t *rng);
+
+/* Marks a sequence entry as a write (update the database, then delete the key)
+ * when o->read_ratio < 1; the key index is in the other bits. */
+#define NKB_SEQ_WRITE 0x80000000u
+#define NKB_SEQ_KEY(e) ((e) & ~NKB_SEQ_WRITE)
 
 /* A new array of len key indices in [0, o->keys) drawn from o->dist for thread
  * `thread` (seeded from o->seed and thread, so every run and every program that
@@ -146,6 +207,8 @@ int nkb_lockmap_put(nkb_lockmap_t *m, const void *key, size_t klen, const void *
  * miss or when cap is too small (then *len is the size needed). */
 int nkb_lockmap_get_copy(nkb_lockmap_t *m, const void *key, size_t klen, void *buf,
                          size_t cap, size_t *len);
+/* Removes key when present. */
+void nkb_lockmap_del(nkb_lockmap_t *m, const void *key, size_t klen);
 
 /* ---------------------------------------------------------------- results */
 
@@ -157,7 +220,7 @@ typedef struct nkb_row {
     uint64_t ops;       /* completed lookups, all threads */
     uint64_t misses;    /* lookups that found nothing (should be 0) */
     double ops_per_sec; /* sum over threads of ops / own elapsed time */
-    uint64_t p50_ns, p99_ns, p999_ns;
+    uint64_t p50_ns, p90_ns, p99_ns, p999_ns, max_ns;
 } nkb_row_t;
 
 /* ---------------------------------------------------------------- caffeine */

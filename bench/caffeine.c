@@ -242,9 +242,9 @@ int nkb_caffeine_measure(nkb_caffeine_t *c, unsigned threads, nkb_row_t *row)
         return -1;
     if (sscanf(line,
                "CAFFEINE threads=%u ops=%" SCNu64 " misses=%" SCNu64 " ops_per_sec=%lf"
-               " p50_ns=%" SCNu64 " p99_ns=%" SCNu64 " p999_ns=%" SCNu64,
+               " p50_ns=%" SCNu64 " p99_ns=%" SCNu64 " p999_ns=%" SCNu64 " p90_ns=%" SCNu64,
                &r.threads, &r.ops, &r.misses, &r.ops_per_sec, &r.p50_ns, &r.p99_ns,
-               &r.p999_ns) != 7 ||
+               &r.p999_ns, &r.p90_ns) != 8 ||
         r.threads != threads)
         return -1;
     *row = r;

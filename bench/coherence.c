@@ -13,6 +13,7 @@
 #define _GNU_SOURCE /* MAP_ANONYMOUS */
 #endif
 #include "bench.h"
+#include "redis_base.h"
 
 #include <jansson.h>
 #include <nakkucache.h>
@@ -46,7 +47,6 @@ struct cfg {
     const char *url;
     unsigned readers, keys, interval_ms;
     uint64_t duration_ms, short_ttl_ms;
-    int json;
 };
 
 static cache_t *open_cache(const struct cfg *k, int tracking, const char *prefix)
@@ -188,42 +188,25 @@ static json_t *run(const struct cfg *k, int tracking)
     return o;
 }
 
-static int parse(struct cfg *k, int argc, char **argv)
+/* The shared flags (main.c) into k; the server from nkb_redis_acquire. Returns 0
+ * to run, 1 after --help, -1 for bad flags. */
+static int parse(struct cfg *k, nkb_opts_t *o, int argc, char **argv)
 {
-    *k = (struct cfg){.url = getenv("NKC_REDIS_URL"), .readers = 2, .keys = 100,
-                      .interval_ms = 5, .duration_ms = 3000, .short_ttl_ms = 100};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--json") == 0) {
-            k->json = 1;
-            continue;
-        }
-        if (strcmp(a, "--help") == 0) {
-            printf("coherence [--redis URL] [--readers 2] [--keys 100] [--interval-ms 5]\n"
-                   "          [--duration-ms 3000] [--short-ttl-ms 100] [--json]\n");
-            return 1;
-        }
-        if (!v || strncmp(a, "--", 2) != 0) {
-            fprintf(stderr, "coherence: flags: --redis URL --readers N --keys N "
-                            "--interval-ms N --duration-ms N --short-ttl-ms N --json\n");
-            return -1;
-        }
-        i++;
-        if (strcmp(a, "--redis") == 0) k->url = v;
-        else if (strcmp(a, "--readers") == 0) k->readers = (unsigned)atoi(v);
-        else if (strcmp(a, "--keys") == 0) k->keys = (unsigned)atoi(v);
-        else if (strcmp(a, "--interval-ms") == 0) k->interval_ms = (unsigned)atoi(v);
-        else if (strcmp(a, "--duration-ms") == 0) k->duration_ms = strtoull(v, NULL, 10);
-        else if (strcmp(a, "--short-ttl-ms") == 0) k->short_ttl_ms = strtoull(v, NULL, 10);
-        else {
-            fprintf(stderr, "coherence: unknown flag %s\n", a);
-            return -1;
-        }
-    }
-    if (k->readers < 1 || k->readers > MAX_READERS || k->keys < 1 || k->keys > MAX_KEYS) {
-        fprintf(stderr, "coherence: --readers 1..%d, --keys 1..%d\n", MAX_READERS, MAX_KEYS);
+    int rc;
+
+    nkb_opts_init(o);
+    o->keys = 100;
+    o->duration_ms = 3000;
+    if ((rc = nkb_opts_parse(o, argc, argv)) != 0)
+        return rc;
+    if (o->readers > MAX_READERS || o->keys > MAX_KEYS) {
+        fprintf(stderr, "nakkucache-bench coherence: --readers 1..%d, --keys 1..%d\n",
+                MAX_READERS, MAX_KEYS);
         return -1;
     }
+    *k = (struct cfg){.readers = o->readers, .keys = o->keys,
+                      .interval_ms = (unsigned)o->interval_ms, .duration_ms = o->duration_ms,
+                      .short_ttl_ms = o->short_ttl_ms};
     return 0;
 }
 
@@ -240,33 +223,28 @@ static void print_row(json_t *o)
            json_real_value(json_object_get(o, "propagation_max_ms")));
 }
 
-int nkb_coherence_main(int argc, char **argv)
+/* The two runs as the harness's JSON document: one row per run. */
+static json_t *coherence_doc(const struct cfg *k, json_t *tracking, json_t *baseline)
 {
-    struct cfg k;
-    int p = parse(&k, argc, argv);
-    if (p != 0)
-        return p > 0 ? 0 : 2;
-    if (!k.url || !*k.url) {
-        printf("coherence: skipped: no Redis (pass --redis URL or set NKC_REDIS_URL; "
-               ".ci/bench provides one)\n");
-        return 0;
-    }
-    json_t *rows[2] = {run(&k, 1), run(&k, 0)};
-    if (!rows[0] || !rows[1])
-        return 1;
-    if (k.json) {
-        json_t *doc = json_pack("{s:s, s:I, s:I, s:I, s:o, s:o}", "mode", "coherence", "readers",
-                                (json_int_t)k.readers, "keys", (json_int_t)k.keys,
-                                "write_interval_ms", (json_int_t)k.interval_ms, "tracking",
-                                rows[0], "baseline", rows[1]);
-        json_dumpf(doc, stdout, JSON_INDENT(2));
-        printf("\n");
-        json_decref(doc);
-        return 0;
-    }
+    json_t *rows = json_array();
+
+    json_object_set_new(tracking, "impl", json_string("tracking"));
+    json_object_set_new(baseline, "impl", json_string("short_ttl"));
+    json_array_append(rows, tracking);
+    json_array_append(rows, baseline);
+    return json_pack("{s:s, s:I, s:I, s:I, s:o, s:o, s:o}", "mode", "coherence", "readers",
+                     (json_int_t)k->readers, "keys", (json_int_t)k->keys, "write_interval_ms",
+                     (json_int_t)k->interval_ms, "tracking", tracking, "baseline", baseline,
+                     "rows", rows);
+}
+
+static int report(const struct cfg *k, const nkb_opts_t *o, json_t *rows[2])
+{
+    if (o->json || o->csv)
+        return nkb_output(o, coherence_doc(k, rows[0], rows[1])) == 0 ? 0 : 1;
     printf("coherence: 1 writer process (a cache_set every %u ms), %u reader processes, "
-           "%u keys, %llu ms per run\n", k.interval_ms, k.readers, k.keys,
-           (unsigned long long)k.duration_ms);
+           "%u keys, %llu ms per run\n", k->interval_ms, k->readers, k->keys,
+           (unsigned long long)k->duration_ms);
     printf("propagation = writer's cache_set returned -> a reader first sees the version\n\n");
     printf("%-34s %7s %9s %7s %8s %8s %8s %8s\n", "run", "writes", "reads", "stale", "L1 hit",
            "p50 ms", "p99 ms", "max ms");
@@ -275,4 +253,31 @@ int nkb_coherence_main(int argc, char **argv)
     json_decref(rows[0]);
     json_decref(rows[1]);
     return 0;
+}
+
+int nkb_coherence_main(int argc, char **argv)
+{
+    struct cfg k;
+    nkb_opts_t o;
+    nkb_redis_t redis;
+    json_t *rows[2];
+    int p = parse(&k, &o, argc, argv), rc;
+
+    if (p != 0)
+        return p > 0 ? 0 : 2;
+    if ((rc = nkb_redis_acquire(&redis, &o, "coherence")) <= 0) {
+        if (rc == 0)
+            nkb_redis_print_skipped(&o, "coherence");
+        return rc == 0 ? 0 : 1;
+    }
+    k.url = redis.url;
+    rows[0] = run(&k, 1);
+    rows[1] = run(&k, 0);
+    rc = rows[0] && rows[1] ? report(&k, &o, rows) : 1;
+    if (rc != 0 && !(rows[0] && rows[1])) {
+        json_decref(rows[0]);
+        json_decref(rows[1]);
+    }
+    nkb_redis_release(&redis);
+    return rc;
 }

@@ -139,6 +139,8 @@ static void sleep_ms(uint64_t ms)
 
 static void sum_up(const struct worker *wk, unsigned n, nkb_row_t *row, nkb_hist_t *all)
 {
+    nkb_pct_t pct;
+
     for (unsigned t = 0; t < n; t++) {
         row->ops += wk[t].ops;
         row->misses += wk[t].misses;
@@ -146,9 +148,12 @@ static void sum_up(const struct worker *wk, unsigned n, nkb_row_t *row, nkb_hist
             row->ops_per_sec += (double)wk[t].ops * 1e9 / (double)wk[t].elapsed_ns;
         nkb_hist_merge(all, &wk[t].hist);
     }
-    row->p50_ns = nkb_hist_quantile(all, 0.50);
-    row->p99_ns = nkb_hist_quantile(all, 0.99);
-    row->p999_ns = nkb_hist_quantile(all, 0.999);
+    pct = nkb_hist_pct(all);
+    row->p50_ns = pct.p50;
+    row->p90_ns = pct.p90;
+    row->p99_ns = pct.p99;
+    row->p999_ns = pct.p999;
+    row->max_ns = pct.max; /* of batch means, as the percentiles */
 }
 
 /* Measures implementation impl at n threads into row. Returns 0 or -1. */
@@ -318,8 +323,8 @@ static int measure_rounds(struct world *w, struct nkb_l1_report *rep, nkb_caffei
 
             if (impl == NKB_L1_CAFFEINE && rep->caffeine != NKB_CAFFEINE_OK)
                 continue;
-            fprintf(stderr, "nakkucache-bench l1: %s, %u thread(s), round %zu/%zu\n",
-                    impls[impl].impl, n, r + 1, rounds);
+            nkb_progress("l1", "%s, %u thread(s), round %zu/%zu", impls[impl].impl, n, r + 1,
+                         rounds);
             if (measure_cell(w, rep, caf, impl, n, &runs[cell * rounds + r]) != 0)
                 goto out;
         }
@@ -330,6 +335,7 @@ static int measure_rounds(struct world *w, struct nkb_l1_report *rep, nkb_caffei
     }
     rc = 0;
 out:
+    nkb_progress_done();
     free(runs);
     return rc;
 }
@@ -385,7 +391,8 @@ int nkb_l1_main(int argc, char **argv)
         rep->memory.caffeine_heap = rep->caffeine_heap;
     }
     rep->load_after = nkb_loadavg();
-    nkb_l1_report_print(rep);
+    if (nkb_l1_report_print(rep) != 0)
+        rc = 1;
 out:
     if (rep != NULL)
         world_free(&w);

@@ -31,8 +31,9 @@ struct nkb_l1_report {
     nkb_memory_t memory;
 };
 
-/* The table (or, with --json, one JSON document) on stdout. */
-void nkb_l1_report_print(const struct nkb_l1_report *rep);
+/* The table (or, with --json / --csv, one JSON document / its rows) on stdout, and
+ * --plot. Returns 0, or -1 when the output failed. */
+int nkb_l1_report_print(const struct nkb_l1_report *rep);
 
 /* A new, empty cache sized for every key of o with room to spare (at least 1 GiB),
  * TTL one day, no jitter, no L2, no loader. NULL after a message on stderr. */

@@ -86,8 +86,10 @@ static json_t *workload_json(nkb_rworld_t *w)
                      lib_props[1][1]);
 }
 
-static void row_json(const nkb_rrow_t *row, const nkb_rrow_t *base, json_t *out)
+static void row_json(const nkb_rworld_t *w, const nkb_rrow_t *row, const nkb_rrow_t *base,
+                     json_t *out)
 {
+    (void)w;
     json_object_set_new(out, "p50_vs_baseline", nkb_rjson_ratio(nkb_ratio(
                              (double)row->p50_ns, (double)base->p50_ns)));
     json_object_set_new(out, "p99_vs_baseline", nkb_rjson_ratio(nkb_ratio(

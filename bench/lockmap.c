@@ -111,3 +111,17 @@ int nkb_lockmap_get_copy(nkb_lockmap_t *m, const void *key, size_t klen, void *b
     pthread_mutex_unlock(&m->lock);
     return hit;
 }
+
+void nkb_lockmap_del(nkb_lockmap_t *m, const void *key, size_t klen)
+{
+    uint64_t h = XXH3_64bits(key, klen);
+    struct entry **slot, *gone;
+
+    pthread_mutex_lock(&m->lock);
+    slot = find(m, h, key, klen);
+    gone = *slot;
+    if (gone != NULL)
+        *slot = gone->next;
+    pthread_mutex_unlock(&m->lock);
+    free(gone);
+}

@@ -1,8 +1,8 @@
 /*
  * nakkucache-bench: the table of modes, the flag parser they share, and the
- * default job (no arguments: every mode marked default, in table order). Adding a
- * mode is one row in `modes` and, when it takes shared flags, its name in the
- * flags' `modes` lists.
+ * default job (no arguments: every mode marked default, in table order, with its
+ * default-job flags). Adding a mode is one row in `modes` and its name in the
+ * `modes` lists of the flags it takes. A flag a mode does not take is an error.
  */
 #include "bench.h"
 
@@ -15,21 +15,28 @@
 struct mode {
     const char *name;
     int (*main)(int argc, char **argv);
-    int in_default_job;
+    const char *default_job; /* flags in the default job, space-separated; NULL: not in it */
     const char *summary;
 };
 
+/* The default job must stay under ~90 s on a 2-core machine (.ci/bench runs it). */
 static const struct mode modes[] = {
-    {"l1", nkb_l1_main, 1,
+    {"l1", nkb_l1_main, "",
      "L1 lookup throughput and latency: the library vs a mutex map vs Caffeine, "
      "then bytes per entry"},
-    {"memory", nkb_memory_main, 0, "only the bytes-per-entry part of l1"},
-    {"trace", nkb_trace_main, 1, "miss ratios of the eviction policy on real traces"},
-    {"tiers", nkb_tiers_main, 1,
+    {"memory", nkb_memory_main, NULL, "only the bytes-per-entry part of l1"},
+    {"trace", nkb_trace_main, "", "miss ratios of the eviction policy on real traces"},
+    {"tiers", nkb_tiers_main, "--warmup-ms 500",
      "L1+L2+loader vs plain cache-aside on Redis: ops/s, latency, hits per tier, DB load"},
-    {"l2", nkb_l2_main, 1,
+    {"l2", nkb_l2_main, "",
      "per-call cost of the L2 layer (L1 ~off) vs a raw hiredis GET loop"},
-    {"coherence", nkb_coherence_main, 1,
+    {"stampede", nkb_stampede_main, "--rounds 10",
+     "N threads miss the same cold key(s) behind a slow loader: loader calls per key and "
+     "latency vs cache-aside"},
+    {"hotkey", nkb_hotkey_main, "--duration-ms 1000",
+     "one hot key with a short TTL and a slow loader: p99 and loads per expiry, "
+     "refresh-ahead / stale-while-revalidate on vs off"},
+    {"coherence", nkb_coherence_main, "--duration-ms 2000",
      "invalidation propagation across processes, stale reads, L1 hits: tracking vs short TTL"},
 };
 #define N_MODES (sizeof modes / sizeof modes[0])
@@ -93,17 +100,6 @@ static int set_threads(nkb_opts_t *o, const char *arg)
     return o->n_points > 0 ? 0 : -1;
 }
 
-static int set_dist(nkb_opts_t *o, const char *arg)
-{
-    if (strcmp(arg, "zipf") == 0)
-        o->dist = NKB_DIST_ZIPF;
-    else if (strcmp(arg, "uniform") == 0)
-        o->dist = NKB_DIST_UNIFORM;
-    else
-        return -1;
-    return 0;
-}
-
 static int set_theta(nkb_opts_t *o, const char *arg)
 {
     char *end;
@@ -115,45 +111,166 @@ static int set_theta(nkb_opts_t *o, const char *arg)
     return 0;
 }
 
+/* A fraction in [0, 1] at the start of arg; *end_out after it. Returns 0 or -1. */
+static int parse_frac(const char *arg, const char **end_out, double *out)
+{
+    char *end;
+    double v = strtod(arg, &end);
+
+    if (end == arg || !(v >= 0.0 && v <= 1.0))
+        return -1;
+    *out = v;
+    *end_out = end;
+    return 0;
+}
+
+/* zipf[:theta] | uniform | hotspot[:fraction:probability] */
+static int set_dist(nkb_opts_t *o, const char *arg)
+{
+    const char *end;
+
+    if (strcmp(arg, "uniform") == 0) {
+        o->dist = NKB_DIST_UNIFORM;
+        return 0;
+    }
+    if (strncmp(arg, "zipf", 4) == 0 && (arg[4] == '\0' || arg[4] == ':')) {
+        o->dist = NKB_DIST_ZIPF;
+        return arg[4] == ':' ? set_theta(o, arg + 5) : 0;
+    }
+    if (strncmp(arg, "hotspot", 7) != 0 || (arg[7] != '\0' && arg[7] != ':'))
+        return -1;
+    o->dist = NKB_DIST_HOTSPOT;
+    if (arg[7] == '\0')
+        return 0;
+    if (parse_frac(arg + 8, &end, &o->hot_fraction) != 0 || *end != ':' ||
+        parse_frac(end + 1, &end, &o->hot_prob) != 0 || *end != '\0')
+        return -1;
+    return o->hot_fraction > 0.0 && o->hot_fraction < 1.0 && o->hot_prob > 0.0 ? 0 : -1;
+}
+
+static int set_read_ratio(nkb_opts_t *o, const char *arg)
+{
+    const char *end;
+
+    return parse_frac(arg, &end, &o->read_ratio) == 0 && *end == '\0' ? 0 : -1;
+}
+
+/* l1,l2 | l1 | l2: the library's tiers (the loader is always there) */
+static int set_tiers(nkb_opts_t *o, const char *arg)
+{
+    o->tier_l1 = strcmp(arg, "l1,l2") == 0 || strcmp(arg, "l2,l1") == 0 || strcmp(arg, "l1") == 0;
+    o->tier_l2 = strcmp(arg, "l1,l2") == 0 || strcmp(arg, "l2,l1") == 0 || strcmp(arg, "l2") == 0;
+    return o->tier_l1 || o->tier_l2 ? 0 : -1;
+}
+
+/* l1,l2 | l1: the features under test work on L1 copies */
+static int set_tiers_with_l1(nkb_opts_t *o, const char *arg)
+{
+    return set_tiers(o, arg) == 0 && o->tier_l1 ? 0 : -1;
+}
+
+static int set_loader(nkb_opts_t *o, const char *arg)
+{
+    if (strcmp(arg, "sim") == 0) {
+        o->sqlite_path = NULL;
+        return 0;
+    }
+    if (strncmp(arg, "sqlite:", 7) != 0 || arg[7] == '\0')
+        return -1;
+    o->sqlite_path = arg + 7;
+    return 0;
+}
+
+/* The modes that take a flag are listed in it; a flag listed twice has a different
+ * default or meaning per mode. */
+#define REDIS_MODES "tiers l2 stampede hotkey"
+#define THREAD_MODES "l1 " REDIS_MODES
+#define ALL_MODES "l1 memory coherence " REDIS_MODES
+
 static const flag_t flags[] = {
     {"threads", "N,N,...", CUSTOM_FLAG(set_threads), "l1 tiers l2",
      "thread counts, one measured point each [1,2]"},
+    {"threads", "N,N,...", CUSTOM_FLAG(set_threads), "stampede",
+     "thread counts: how many threads miss each key at once [8,32]"},
+    {"threads", "N,N,...", CUSTOM_FLAG(set_threads), "hotkey",
+     "thread counts, all reading the hot key [4]"},
     {"keys", "N", UINT_FLAG(keys, 2, 100000000), "l1 memory",
      "distinct keys, all prefilled [1000000]"},
     {"keys", "N", UINT_FLAG(keys, 2, 100000000), "tiers l2", "distinct keys [100000]"},
-    {"dist", "zipf|uniform", CUSTOM_FLAG(set_dist), "l1 tiers", "key popularity [zipf]"},
-    {"dist", "zipf|uniform", CUSTOM_FLAG(set_dist), "l2",
-     "key popularity [uniform: with zipf the hottest key stays in the one-entry L1]"},
+    {"keys", "N", UINT_FLAG(keys, 1, 100000), "stampede",
+     "keys that go cold together in each round [1]"},
+    {"keys", "N", UINT_FLAG(keys, 1, 1024), "coherence", "distinct keys [100]"},
+    {"dist", "D", CUSTOM_FLAG(set_dist), "l1 tiers",
+     "key popularity: zipf[:theta] | uniform | hotspot[:fraction:probability] "
+     "[zipf:0.99; hotspot:0.2:0.8]"},
+    {"dist", "D", CUSTOM_FLAG(set_dist), "l2",
+     "zipf[:theta] | uniform | hotspot[:fraction:probability] [uniform: with zipf the "
+     "hottest key stays in the one-entry L1]"},
     {"theta", "X", CUSTOM_FLAG(set_theta), "l1 tiers l2", "zipf skew, 0 < X < 1 [0.99]"},
-    {"key-size", "BYTES", UINT_FLAG(key_size, 5, 63), "l1 memory tiers l2",
+    {"read-ratio", "R", CUSTOM_FLAG(set_read_ratio), "tiers",
+     "fraction of operations that read, 0..1; a write updates the database (one query's "
+     "delay), then cache_del (the baseline: DEL) [1]"},
+    {"key-size", "BYTES", UINT_FLAG(key_size, 5, 63), "l1 memory tiers l2 stampede hotkey",
      "\"key:\" + zero-padded index [12]"},
-    {"value-size", "BYTES", UINT_FLAG(value_size, 1, 16384), "l1 memory tiers l2",
+    {"value-size", "BYTES", UINT_FLAG(value_size, 1, 16384), "l1 memory tiers l2 stampede hotkey",
      "value length [100]"},
     {"duration-ms", "MS", UINT_FLAG(duration_ms, 1, 3600000), "l1",
      "measured time per point [2000]"},
     {"duration-ms", "MS", UINT_FLAG(duration_ms, 1, 3600000), "tiers",
-     "measured time per point, each from a cold start [2500]"},
+     "measured time per point, after the prefill and warm-up [2500]"},
     {"duration-ms", "MS", UINT_FLAG(duration_ms, 1, 3600000), "l2",
      "measured time per point [2000]"},
-    {"ops", "N", UINT_FLAG(ops, 1, UINT64_MAX / 2), "l1 tiers l2",
+    {"duration-ms", "MS", UINT_FLAG(duration_ms, 1, 3600000), "hotkey",
+     "measured time per point: at least a few TTLs [2000]"},
+    {"duration-ms", "MS", UINT_FLAG(duration_ms, 1, 3600000), "coherence",
+     "time per run [3000]"},
+    {"ops", "N", UINT_FLAG(ops, 1, UINT64_MAX / 2), "l1 tiers l2 hotkey",
      "operations per thread per point instead of a duration"},
-    {"repeat", "N", UINT_FLAG(repeat, 1, 99), "l1 tiers l2",
-     "rounds per point, interleaved; reports the median [1]"},
+    {"rounds", "N", UINT_FLAG(rounds, 1, 10000), "stampede",
+     "rounds per point, each on --keys fresh (cold) keys [20]"},
+    {"repeat", "N", UINT_FLAG(repeat, 1, 99), THREAD_MODES,
+     "runs of every row, interleaved; reports each row's median run [1]"},
     {"warmup-ms", "MS", UINT_FLAG(warmup_ms, 0, 3600000), "l1",
      "JVM warm-up before Caffeine is measured [2000]"},
+    {"warmup-ms", "MS", UINT_FLAG(warmup_ms, 0, 3600000), "tiers",
+     "untimed run of the workload per row, after the Redis prefill [1000]"},
+    {"cold", NULL, BOOL_FLAG(SET, cold), "tiers",
+     "every row starts empty: no prefill, no warm-up (the cold-start picture)"},
     {"seed", "N", UINT_FLAG(seed, 0, UINT64_MAX), "l1 tiers l2",
      "seed of the key sequences [1]"},
     {"no-caffeine", NULL, BOOL_FLAG(CLEAR, caffeine), "l1", "skip the Caffeine rows"},
     {"caffeine-jar", "PATH", STRING, FIELD(caffeine_jar), 0, 0, NULL, "l1",
      "[/usr/share/java/caffeine.jar]"},
     {"no-memory", NULL, BOOL_FLAG(CLEAR, memory), "l1", "skip the bytes-per-entry section"},
-    {"redis", "URL", STRING, FIELD(redis_url), 0, 0, NULL, "tiers l2",
+    {"redis", "URL", STRING, FIELD(redis_url), 0, 0, NULL, REDIS_MODES " coherence",
      "redis://[user[:password]@]host[:port][/db] or unix:///path[?db=N] "
      "[$NKC_REDIS_URL, else a throwaway redis-server]"},
+    {"tiers", "l1,l2|l1|l2", CUSTOM_FLAG(set_tiers), "tiers",
+     "the library's tiers over the loader; l2 alone = L1 ~off [l1,l2; l1 without Redis]"},
+    {"tiers", "l1,l2|l1", CUSTOM_FLAG(set_tiers_with_l1), "stampede hotkey",
+     "the library's tiers over the loader [l1,l2; l1 without Redis]"},
     {"loader-us", "US", UINT_FLAG(loader_us, 0, 10000000), "tiers",
      "the simulated database's delay per query (nanosleep) [200]"},
-    {"json", NULL, BOOL_FLAG(SET, json), "l1 memory tiers l2",
-     "one JSON document on stdout instead of tables"},
+    {"loader-us", "US", UINT_FLAG(loader_us, 0, 10000000), "stampede hotkey",
+     "the simulated database's delay per query (nanosleep) [20000]"},
+    {"loader", "sim|sqlite:PATH", CUSTOM_FLAG(set_loader), "tiers stampede hotkey",
+     "the database: simulated (--loader-us), or a SQLite file the bench fills [sim]"},
+    {"ttl-ms", "MS", UINT_FLAG(ttl_ms, 10, 3600000), "hotkey",
+     "the hot key's TTL, in L1 and in Redis [200]"},
+    {"rate", "OPS", UINT_FLAG(rate, 1, 1000000), "hotkey",
+     "reads per second per thread, paced; latency counts from when each read was due "
+     "[2000]"},
+    {"readers", "N", UINT_FLAG(readers, 1, 8), "coherence", "reader processes [2]"},
+    {"interval-ms", "MS", UINT_FLAG(interval_ms, 1, 60000), "coherence",
+     "the writer's pause between cache_set calls [5]"},
+    {"short-ttl-ms", "MS", UINT_FLAG(short_ttl_ms, 1, 3600000), "coherence",
+     "l1.ttl_ms of the baseline run (tracking off) [100]"},
+    {"json", NULL, BOOL_FLAG(SET, json), ALL_MODES,
+     "one JSON document (jansson) on stdout instead of tables"},
+    {"csv", NULL, BOOL_FLAG(SET, csv), THREAD_MODES " coherence",
+     "the rows as CSV on stdout instead of tables"},
+    {"plot", "PNG", STRING, FIELD(plot), 0, 0, NULL, THREAD_MODES,
+     "also draw ops/s and p99 against threads into PNG (needs gnuplot)"},
 };
 #define N_FLAGS (sizeof flags / sizeof flags[0])
 
@@ -203,6 +320,16 @@ void nkb_opts_init(nkb_opts_t *o)
     o->memory = 1;
     o->caffeine_jar = "/usr/share/java/caffeine.jar";
     o->loader_us = 200;
+    o->hot_fraction = 0.2;
+    o->hot_prob = 0.8;
+    o->read_ratio = 1.0;
+    o->tier_l1 = o->tier_l2 = 1;
+    o->rounds = 20;
+    o->ttl_ms = 200;
+    o->rate = 2000;
+    o->readers = 2;
+    o->interval_ms = 5;
+    o->short_ttl_ms = 100;
 }
 
 unsigned nkb_opts_max_threads(const nkb_opts_t *o)
@@ -235,6 +362,21 @@ static const flag_t *find_flag(const char *mode, const char *name)
     return NULL;
 }
 
+/* The modes that take flag name, space-separated ("" for none). */
+static const char *modes_of(const char *name)
+{
+    static char list[256];
+
+    list[0] = '\0';
+    for (size_t i = 0; i < N_FLAGS; i++) {
+        if (strcmp(flags[i].name, name) == 0 && strlen(list) + strlen(flags[i].modes) + 2 <
+            sizeof list)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+                     list[0] ? " " : "", flags[i].modes);
+    }
+    return list;
+}
+
 void nkb_opts_usage(const char *mode)
 {
     printf("usage: nakkucache-bench %s [flags]\n", mode);
@@ -247,6 +389,24 @@ void nkb_opts_usage(const char *mode)
                  flags[i].metavar ? flags[i].metavar : "");
         printf("  %-28s %s\n", left, flags[i].help);
     }
+}
+
+/* What no single flag can see. Returns 0, or -1 after a message. */
+static int check(nkb_opts_t *o, const char *mode)
+{
+    char path[4096];
+
+    if (o->json + o->csv > 1) {
+        fprintf(stderr, "nakkucache-bench %s: --json and --csv exclude each other\n", mode);
+        return -1;
+    }
+    if (o->plot != NULL && nkb_find_program("gnuplot", path, sizeof path) != 0) {
+        /* say it now, not after the run; the run still prints its table */
+        fprintf(stderr, "nakkucache-bench %s: gnuplot is not installed, --plot %s will not be "
+                        "drawn (apt-get install gnuplot-nox)\n", mode, o->plot);
+        o->plot = NULL;
+    }
+    return 0;
 }
 
 /* Accepts "--name value" and "--name=value". */
@@ -271,8 +431,15 @@ int nkb_opts_parse(nkb_opts_t *o, int argc, char **argv)
             *eq = '\0';
             val = arg + 2 + (eq - name) + 1;
         }
-        if ((f = find_flag(argv[0], name)) == NULL)
-            goto bad;
+        if ((f = find_flag(argv[0], name)) == NULL) {
+            const char *others = modes_of(name);
+
+            if (others[0] == '\0')
+                goto bad;
+            fprintf(stderr, "nakkucache-bench %s: --%s is not a flag of this mode (modes that "
+                            "take it: %s)\n", argv[0], name, others);
+            return -1;
+        }
         if (f->metavar != NULL && val == NULL) {
             if (++i == argc) {
                 fprintf(stderr, "nakkucache-bench %s: --%s needs %s\n", argv[0], name,
@@ -282,12 +449,13 @@ int nkb_opts_parse(nkb_opts_t *o, int argc, char **argv)
             val = argv[i];
         }
         if ((f->metavar == NULL && val != NULL) || apply(f, o, val) != 0) {
-            fprintf(stderr, "nakkucache-bench %s: bad value for --%s: %s\n", argv[0], name,
-                    val ? val : "(none expected)");
+            fprintf(stderr, "nakkucache-bench %s: bad value for --%s: %s\n  --%s%s%s: %s\n",
+                    argv[0], name, val ? val : "(none expected)", name, f->metavar ? " " : "",
+                    f->metavar ? f->metavar : "", f->help);
             return -1;
         }
     }
-    return 0;
+    return check(o, argv[0]);
 bad:
     fprintf(stderr, "nakkucache-bench %s: unknown argument %s (see --help)\n", argv[0],
             bad_arg);
@@ -299,26 +467,50 @@ bad:
 static void usage(void)
 {
     printf("usage: nakkucache-bench [MODE [flags]]\n"
-           "With no arguments, runs the default job: every mode marked * with its defaults.\n"
-           "`nakkucache-bench MODE --help` lists a mode's flags.\n\nmodes:\n");
-    for (size_t i = 0; i < N_MODES; i++)
-        printf("  %-8s %s %s\n", modes[i].name, modes[i].in_default_job ? "*" : " ",
+           "With no arguments, runs the default job: every mode marked * (with the flags shown).\n"
+           "`nakkucache-bench MODE --help` lists a mode's flags with their defaults; unknown "
+           "flags and bad\nvalues exit 2. trace has its own flags (trace --help).\n\nmodes:\n");
+    for (size_t i = 0; i < N_MODES; i++) {
+        printf("  %-9s %s %s", modes[i].name, modes[i].default_job ? "*" : " ",
                modes[i].summary);
+        if (modes[i].default_job != NULL && modes[i].default_job[0] != '\0')
+            printf(" [default job: %s]", modes[i].default_job);
+        printf("\n");
+    }
+    printf("\nflags (the modes that take them):\n");
+    for (size_t i = 0; i < N_FLAGS; i++) {
+        char left[64];
+        size_t j;
+
+        for (j = 0; j < i && strcmp(flags[j].name, flags[i].name) != 0; j++) {
+        }
+        if (j < i)
+            continue; /* listed with its first row */
+        snprintf(left, sizeof left, "--%s%s%s", flags[i].name, flags[i].metavar ? " " : "",
+                 flags[i].metavar ? flags[i].metavar : "");
+        printf("  %-28s %s\n", left, modes_of(flags[i].name));
+    }
 }
 
+/* Runs each mode of the default job with its flags. */
 static int default_job(void)
 {
     int worst = 0;
 
     for (size_t i = 0; i < N_MODES; i++) {
-        char *argv[] = {(char *)modes[i].name, NULL};
-        int rc;
+        char buf[256], *argv[16] = {(char *)modes[i].name};
+        int argc = 1, rc;
 
-        if (!modes[i].in_default_job)
+        if (modes[i].default_job == NULL)
             continue;
-        printf("== nakkucache-bench %s ==\n", modes[i].name);
+        snprintf(buf, sizeof buf, "%s", modes[i].default_job);
+        for (char *tok = strtok(buf, " "); tok != NULL && argc < 15; tok = strtok(NULL, " "))
+            argv[argc++] = tok;
+        argv[argc] = NULL;
+        printf("== nakkucache-bench %s%s%s ==\n", modes[i].name, argc > 1 ? " " : "",
+               modes[i].default_job);
         fflush(stdout);
-        rc = modes[i].main(1, argv);
+        rc = modes[i].main(argc, argv);
         worst = rc > worst ? rc : worst;
         printf("\n");
     }

@@ -27,21 +27,12 @@
 #define START_TRIES 20
 #define PREFILL_BATCH 1000
 #define RKEY_MAX 192      /* prefix (< 128) + key (< 64) */
-#define RVALUE_MAX 16385  /* envelope byte + --value-size at most 16384 */
+#define RVALUE_MAX (NKB_VALUE_MAX + 1) /* envelope byte + the largest value */
 
 static const char skip_reason[] =
     "Redis modes skipped: no redis-server (install redis-server or pass --redis URL)";
 
 /* ---------------------------------------------------------------- small things */
-
-static void sleep_ns(uint64_t ns)
-{
-    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-        /* interrupted: sleep the rest */
-    }
-}
 
 /* Runs one command; returns its reply, or NULL (message on stderr) on an I/O error
  * or an error reply. */
@@ -182,24 +173,28 @@ static char sig_files[3][320]; /* its log, a dump it might write, its directory 
 static const int fatal_signals[] = {SIGINT, SIGTERM, SIGHUP};
 static struct sigaction old_actions[sizeof fatal_signals / sizeof fatal_signals[0]];
 
-static void redis_release(nkb_redis_t *r);
+void nkb_redis_release(nkb_redis_t *r);
+
+static pid_t owner; /* the process that started it: forked children leave it alone */
 
 static void stop_at_exit(void)
 {
-    if (running != NULL)
-        redis_release(running);
+    if (running != NULL && getpid() == owner)
+        nkb_redis_release(running);
 }
 
 /* Async-signal-safe calls only: then the signal's default action. */
 static void on_fatal_signal(int sig)
 {
-    if (running != NULL && running->pid > 0) {
-        kill(running->pid, SIGTERM);
-        waitpid(running->pid, NULL, 0);
+    if (running != NULL && getpid() == owner) {
+        if (running->pid > 0) {
+            kill(running->pid, SIGTERM);
+            waitpid(running->pid, NULL, 0);
+        }
+        unlink(sig_files[0]);
+        unlink(sig_files[1]);
+        rmdir(sig_files[2]);
     }
-    unlink(sig_files[0]);
-    unlink(sig_files[1]);
-    rmdir(sig_files[2]);
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -225,30 +220,11 @@ static int guard(nkb_redis_t *r)
         snprintf(sig_files[2], sizeof sig_files[2], "%s", r->dir);
     }
     running = r;
+    owner = getpid();
     if (registered || r == NULL)
         return 0;
     registered = 1;
     return atexit(stop_at_exit);
-}
-
-/* The path of program (searched in $PATH unless it has a slash) into out. */
-static int find_program(const char *program, char *out, size_t len)
-{
-    const char *path = getenv("PATH"), *p;
-
-    if (strchr(program, '/') != NULL) {
-        snprintf(out, len, "%s", program);
-        return access(out, X_OK);
-    }
-    for (p = path ? path : "/usr/local/bin:/usr/bin:/bin"; *p != '\0';) {
-        size_t n = strcspn(p, ":");
-
-        snprintf(out, len, "%.*s/%s", (int)n, n ? p : ".", program);
-        if (access(out, X_OK) == 0)
-            return 0;
-        p += n + (p[n] == ':');
-    }
-    return -1;
 }
 
 static int port_answers(int port)
@@ -317,7 +293,7 @@ static int wait_ready(nkb_redis_t *r, int port)
             if (up)
                 return 1;
         }
-        sleep_ns(100000000u);
+        nkb_sleep_ns(100000000u);
     }
     kill(r->pid, SIGKILL);
     waitpid(r->pid, NULL, 0);
@@ -370,19 +346,21 @@ static int start_server(nkb_redis_t *r, const char *program)
     return -1;
 }
 
-static void print_skipped(const nkb_opts_t *o, const char *mode)
+void nkb_redis_print_skipped(const nkb_opts_t *o, const char *mode)
 {
     if (o->json) {
         fprintf(stderr, "nakkucache-bench %s: %s\n", mode, skip_reason);
         rjson_print(json_pack("{s:s, s:s, s:s}", "mode", mode, "status", "skipped",
                                   "reason", skip_reason));
+    } else if (o->csv) {
+        fprintf(stderr, "nakkucache-bench %s: %s\n", mode, skip_reason);
     } else {
         printf("%s\n", skip_reason);
     }
     fflush(stdout);
 }
 
-static int redis_acquire(nkb_redis_t *r, const nkb_opts_t *o, const char *mode)
+int nkb_redis_acquire(nkb_redis_t *r, const nkb_opts_t *o, const char *mode)
 {
     const char *env = getenv("NKC_REDIS_URL"), *server = getenv("REDIS_SERVER");
     char program[4096];
@@ -391,27 +369,26 @@ static int redis_acquire(nkb_redis_t *r, const nkb_opts_t *o, const char *mode)
     if (o->redis_url != NULL || (env != NULL && *env != '\0')) {
         r->source = o->redis_url != NULL ? "--redis" : "NKC_REDIS_URL";
         snprintf(r->url, sizeof r->url, "%s", o->redis_url != NULL ? o->redis_url : env);
-    } else if (find_program(server && *server ? server : "redis-server", program,
+    } else if (nkb_find_program(server && *server ? server : "redis-server", program,
                             sizeof program) == 0) {
         r->source = "a throwaway redis-server started by the bench";
         fprintf(stderr, "nakkucache-bench %s: starting %s\n", mode, program);
         if (start_server(r, program) != 0)
             return -1;
     } else {
-        print_skipped(o, mode);
         return 0;
     }
     return check_server(r) == 0 ? 1 : -1;
 }
 
-static void redis_release(nkb_redis_t *r)
+void nkb_redis_release(nkb_redis_t *r)
 {
     if (r->pid > 0) {
         pid_t gone = 0;
 
         kill(r->pid, SIGTERM);
         for (int i = 0; i < 50 && (gone = waitpid(r->pid, NULL, WNOHANG)) == 0; i++)
-            sleep_ns(100000000u);
+            nkb_sleep_ns(100000000u);
         if (gone == 0) { /* still there after 5 s */
             kill(r->pid, SIGKILL);
             waitpid(r->pid, NULL, 0);
@@ -427,36 +404,6 @@ static void redis_release(nkb_redis_t *r)
     }
     if (running == r)
         guard(NULL);
-}
-
-/* ---------------------------------------------------------------- the database */
-
-static void db_value(const void *key, size_t klen, unsigned char *buf, size_t len)
-{
-    uint64_t h = 1469598103934665603u; /* FNV-1a of the key: each value its own */
-
-    for (size_t i = 0; i < klen; i++)
-        h = (h ^ ((const unsigned char *)key)[i]) * 1099511628211u;
-    for (size_t i = 0; i < len; i++)
-        buf[i] = (unsigned char)('a' + (h + i) % 26);
-}
-
-void nkb_db_query(nkb_db_t *db, const void *key, size_t klen, unsigned char *buf)
-{
-    uint64_t t0 = nkb_now_ns();
-
-    if (db->delay_us > 0)
-        sleep_ns(db->delay_us * 1000u);
-    db_value(key, klen, buf, db->value_size);
-    atomic_fetch_add_explicit(&db->busy_ns, nkb_now_ns() - t0, memory_order_relaxed);
-    atomic_fetch_add_explicit(&db->calls, 1, memory_order_relaxed);
-}
-
-static void db_thread_init(void)
-{
-#ifdef __linux__
-    prctl(PR_SET_TIMERSLACK, 1UL); /* the default 50 us would stretch a 200 us query */
-#endif
 }
 
 /* ---------------------------------------------------------------- keys in Redis */
@@ -563,7 +510,7 @@ int nkb_redis_prefill(redisContext *c, const char *prefix, const nkb_keys_t *key
     for (uint32_t i = 0; rc == 0 && i < keys->n; i++) {
         lens[1] = prefixed_key(key, prefix, prefix_len, keys, i);
         memcpy(val, envelope, env_len);
-        db_value(nkb_key(keys, i), keys->klen, val + env_len, value_size);
+        nkb_db_value(nkb_key(keys, i), keys->klen, val + env_len, value_size);
         rc = redisAppendCommandArgv(c, 5, argv, lens) == REDIS_OK ? 0 : -1;
         if (rc == 0 && ++queued == PREFILL_BATCH) {
             rc = read_replies(c, queued);
@@ -576,208 +523,29 @@ int nkb_redis_prefill(redisContext *c, const char *prefix, const nkb_keys_t *key
     return rc;
 }
 
-/* ---------------------------------------------------------------- measuring */
-
-struct rworker {
-    pthread_t tid;
-    const nkb_rrun_t *run;
-    const uint32_t *seq;
-    void *mine;
-    pthread_barrier_t *start;
-    atomic_int *stop; /* set by the main thread when the point's time is up */
-    int failed;
-    uint64_t ops, elapsed_ns, max_ns, served[NKB_SRC_COUNT];
-    nkb_hist_t hist;
-};
-
-/* Times every operation on its own: they take microseconds, a clock read ~30 ns. */
-static void *rworker_main(void *arg)
-{
-    struct rworker *wk = arg;
-    const nkb_rrun_t *run = wk->run;
-    const uint64_t limit = run->o->ops, mask = run->seq_len - 1;
-    uint64_t i = 0, t0, begin;
-
-    db_thread_init();
-    pthread_barrier_wait(wk->start);
-    begin = t0 = nkb_now_ns();
-    while (limit ? i < limit : !atomic_load_explicit(wk->stop, memory_order_relaxed)) {
-        int src = run->op(run->shared, wk->mine, wk->seq[i & mask]);
-        uint64_t t1 = nkb_now_ns();
-
-        if (src < 0) {
-            wk->failed = 1;
-            break;
-        }
-        nkb_hist_add(&wk->hist, t1 - t0, 1);
-        wk->max_ns = t1 - t0 > wk->max_ns ? t1 - t0 : wk->max_ns;
-        wk->served[src < NKB_SRC_COUNT ? src : NKB_SRC_ERROR]++;
-        t0 = t1;
-        i++;
-    }
-    wk->elapsed_ns = t0 - begin;
-    wk->ops = i;
-    return NULL;
-}
-
-static void rsum_up(const nkb_rrun_t *run, const struct rworker *wk, nkb_hist_t *all,
-                    nkb_rrow_t *row)
-{
-    uint64_t elapsed = 0;
-
-    for (unsigned t = 0; t < run->threads; t++) {
-        row->ops += wk[t].ops;
-        row->failed |= wk[t].failed;
-        for (int s = 0; s < NKB_SRC_COUNT; s++)
-            row->served[s] += wk[t].served[s];
-        if (wk[t].elapsed_ns > 0)
-            row->ops_per_sec += (double)wk[t].ops * 1e9 / (double)wk[t].elapsed_ns;
-        row->max_ns = wk[t].max_ns > row->max_ns ? wk[t].max_ns : row->max_ns;
-        elapsed += wk[t].elapsed_ns;
-        nkb_hist_merge(all, &wk[t].hist);
-    }
-    row->seconds = (double)elapsed / run->threads / 1e9;
-    row->p50_ns = nkb_hist_quantile(all, 0.50);
-    row->p90_ns = nkb_hist_quantile(all, 0.90);
-    row->p99_ns = nkb_hist_quantile(all, 0.99);
-    row->p999_ns = nkb_hist_quantile(all, 0.999);
-}
-
-/* The database's calls and time since (calls0, ns0) into row. */
-static void db_delta(const nkb_db_t *db, uint64_t calls0, uint64_t ns0, nkb_rrow_t *row)
-{
-    uint64_t ns;
-
-    if (db == NULL)
-        return;
-    row->db_calls = atomic_load(&db->calls) - calls0;
-    ns = atomic_load(&db->busy_ns) - ns0;
-    row->db_per_sec = row->seconds > 0 ? (double)row->db_calls / row->seconds : 0;
-    row->db_mean_us = row->db_calls ? (double)ns / (double)row->db_calls / 1e3 : 0;
-}
-
-static int rrun_measure(const nkb_rrun_t *run, nkb_rrow_t *row)
-{
-    struct rworker *wk = calloc(run->threads, sizeof *wk);
-    nkb_hist_t *all = calloc(1, sizeof *all);
-    uint64_t calls0 = run->db ? atomic_load(&run->db->calls) : 0;
-    uint64_t ns0 = run->db ? atomic_load(&run->db->busy_ns) : 0;
-    pthread_barrier_t start;
-    atomic_int stop = 0;
-
-    if (wk == NULL || all == NULL) {
-        free(wk);
-        free(all);
-        return -1;
-    }
-    pthread_barrier_init(&start, NULL, run->threads + 1);
-    for (unsigned t = 0; t < run->threads; t++) {
-        wk[t] = (struct rworker){.run = run, .seq = run->seqs[t], .start = &start,
-                                 .stop = &stop, .mine = run->mine ? run->mine[t] : NULL};
-        if (pthread_create(&wk[t].tid, NULL, rworker_main, &wk[t]) != 0) {
-            /* the started threads wait on the barrier forever; the exit handler
-             * still stops a throwaway server */
-            fprintf(stderr, "nakkucache-bench: cannot start thread %u\n", t + 1);
-            exit(1);
-        }
-    }
-    pthread_barrier_wait(&start);
-    if (run->o->ops == 0)
-        sleep_ns(run->o->duration_ms * 1000000u);
-    atomic_store_explicit(&stop, 1, memory_order_relaxed);
-    for (unsigned t = 0; t < run->threads; t++)
-        pthread_join(wk[t].tid, NULL);
-    pthread_barrier_destroy(&start);
-    row->threads = run->threads;
-    rsum_up(run, wk, all, row);
-    db_delta(run->db, calls0, ns0, row);
-    free(all);
-    free(wk);
-    return 0;
-}
-
-static void rrow_clear(nkb_rrow_t *row)
-{
-    json_decref(row->extra);
-    row->extra = NULL;
-}
-
-static int by_rate(const void *a, const void *b)
-{
-    double x = ((const nkb_rrow_t *)a)->ops_per_sec, y = ((const nkb_rrow_t *)b)->ops_per_sec;
-
-    return (x > y) - (x < y);
-}
-
-/* Keeps each cell's median round in rows, releases the others. */
-static void keep_medians(nkb_rrow_t *runs, size_t cells, size_t rounds, nkb_rrow_t *rows)
-{
-    for (size_t c = 0; c < cells; c++) {
-        nkb_rrow_t *cell = runs + c * rounds;
-
-        qsort(cell, rounds, sizeof *cell, by_rate);
-        rows[c] = cell[rounds / 2];
-        for (size_t r = 0; r < rounds; r++) {
-            if (r != rounds / 2)
-                rrow_clear(&cell[r]);
-        }
-    }
-}
-
-static int measure_cell(const nkb_rmode_t *m, nkb_rworld_t *w, int impl, unsigned n,
-                        nkb_rrow_t *row)
-{
-    int rc = m->cell(w, impl, n, row);
-
-    row->name = m->impl_names[impl];
-    row->key = m->impl_keys[impl];
-    if (rc == 0 && row->failed) {
-        fprintf(stderr, "nakkucache-bench %s: %s lost its Redis connection\n", m->name,
-                row->name);
-        rc = -1;
-    }
-    return rc;
-}
-
-/* Every (point, impl) cell o->repeat times, in rounds so that drift on a shared
- * machine hits every row alike; w->rows gets each cell's median round by ops/s. */
-static int measure_rounds(const nkb_rmode_t *m, nkb_rworld_t *w)
-{
-    const size_t rounds = w->o.repeat, cells = w->o.n_points * (size_t)m->n_impls;
-    nkb_rrow_t *runs = calloc(cells * rounds, sizeof *runs);
-
-    if (runs == NULL)
-        return -1;
-    for (size_t r = 0; r < rounds; r++) {
-        for (size_t c = 0; c < cells; c++) {
-            int impl = (int)(c % (size_t)m->n_impls);
-            unsigned n = w->o.threads[c / (size_t)m->n_impls];
-
-            fprintf(stderr, "nakkucache-bench %s: %s, %u thread(s), round %zu/%zu\n", m->name,
-                    m->impl_names[impl], n, r + 1, rounds);
-            if (measure_cell(m, w, impl, n, &runs[c * rounds + r]) != 0) {
-                for (size_t i = 0; i < cells * rounds; i++)
-                    rrow_clear(&runs[i]);
-                free(runs);
-                return -1;
-            }
-        }
-    }
-    keep_medians(runs, cells, rounds, w->rows);
-    free(runs);
-    return 0;
-}
-
 /* ---------------------------------------------------------------- the two sides */
 
-static int lib_get(void *shared, void *mine, uint32_t k)
+/* A write: the database first, then the invalidation (the documented write path). */
+static int lib_write(const nkb_lib_setup_t *lib, cache_t *c, uint32_t k)
+{
+    const char *key = nkb_key(lib->keys, k);
+
+    if (nkb_db_update(lib->db, key, lib->keys->klen) != 0)
+        return NKB_SRC_ERROR;
+    return cache_del(c, key, lib->keys->klen) == CACHE_OK ? NKB_SRC_WRITE : NKB_SRC_ERROR;
+}
+
+static int lib_get(void *shared, void *mine, uint32_t e)
 {
     const nkb_lib_setup_t *lib = shared;
     cache_t *c = mine;
     cache_get_info_t info = {.struct_size = sizeof info};
     cache_value_t *v;
+    const uint32_t k = NKB_SEQ_KEY(e);
     int src;
 
+    if (e & NKB_SEQ_WRITE)
+        return lib_write(lib, c, k);
     if (cache_get_ex(c, nkb_key(lib->keys, k), lib->keys->klen, &v, &info) != CACHE_OK)
         return NKB_SRC_ERROR;
     src = info.tier >= CACHE_TIER_L1 && info.tier <= CACHE_TIER_LOADER ? (int)info.tier
@@ -798,9 +566,11 @@ static cache_t *open_cache(const nkb_lib_setup_t *lib, unsigned pool)
     int ok = cfg != NULL;
 
     snprintf(pool_s, sizeof pool_s, "%u", pool);
-    ok = ok && cache_config_set(cfg, "l2.url", lib->redis->url, err, sizeof err) == CACHE_OK &&
-         cache_config_set(cfg, "l2.key_prefix", lib->prefix, err, sizeof err) == CACHE_OK &&
-         cache_config_set(cfg, "l2.pool_size", pool_s, err, sizeof err) == CACHE_OK;
+    ok = ok && (lib->redis == NULL ||
+                (cache_config_set(cfg, "l2.url", lib->redis->url, err, sizeof err) == CACHE_OK &&
+                 cache_config_set(cfg, "l2.key_prefix", lib->prefix, err, sizeof err) ==
+                     CACHE_OK &&
+                 cache_config_set(cfg, "l2.pool_size", pool_s, err, sizeof err) == CACHE_OK));
     for (size_t i = 0; ok && i < lib->n_props; i++)
         ok = cache_config_set(cfg, lib->props[i][0], lib->props[i][1], err, sizeof err) ==
              CACHE_OK;
@@ -822,24 +592,54 @@ static uint64_t stat_of(json_t *stats, const char *group, const char *name)
     return json_is_integer(v) ? (uint64_t)json_integer_value(v) : 0;
 }
 
-/* The counters of c that say where the time went, as a JSON object. */
+/* The counters of the library (cache_stats_json's "group.name") that the modes
+ * report, as {"group_name": n}. */
+static const char *const counters[][2] = {
+    {"l1", "hits"}, {"l1", "entries"}, {"l2", "hits"}, {"l2", "failures"},
+    {"l2", "timeouts"}, {"l2", "breaker_trips"}, {"loader", "calls"}, {"load", "coalesced"},
+    {"refresh", "scheduled"}, {"refresh", "done"}, {"refresh", "skipped"},
+    {"stale", "while_revalidate"}, {"loader", "timeouts"}};
+
 static json_t *cache_counters(cache_t *c)
 {
     char *text = cache_stats_json(c);
-    json_t *s = text ? json_loads(text, 0, NULL) : NULL;
-    json_t *out = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "l1_hits", (json_int_t)stat_of(s, "l1", "hits"),
-        "l1_entries", (json_int_t)stat_of(s, "l1", "entries"), "l2_hits",
-        (json_int_t)stat_of(s, "l2", "hits"), "l2_failures",
-        (json_int_t)stat_of(s, "l2", "failures"), "l2_timeouts",
-        (json_int_t)stat_of(s, "l2", "timeouts"), "l2_breaker_trips",
-        (json_int_t)stat_of(s, "l2", "breaker_trips"), "loader_calls",
-        (json_int_t)stat_of(s, "loader", "calls"), "coalesced",
-        (json_int_t)stat_of(s, "load", "coalesced"));
+    json_t *s = text ? json_loads(text, 0, NULL) : NULL, *out = json_object();
 
+    for (size_t i = 0; out != NULL && i < sizeof counters / sizeof counters[0]; i++) {
+        char name[64];
+
+        snprintf(name, sizeof name, "%s_%s", counters[i][0], counters[i][1]);
+        json_object_set_new(out, name,
+                            json_integer((json_int_t)stat_of(s, counters[i][0], counters[i][1])));
+    }
     json_decref(s);
     cache_free(text);
     return out;
+}
+
+uint64_t nkb_rcounter(const nkb_rrow_t *row, const char *name)
+{
+    json_t *v = json_object_get(row->extra, name);
+
+    return json_is_integer(v) ? (uint64_t)json_integer_value(v) : 0;
+}
+
+/* Every key into c with cache_set: the steady state of a cache without L2. */
+static int prefill_l1(const nkb_lib_setup_t *lib, cache_t *c)
+{
+    unsigned char *val = malloc(lib->value_size + 1);
+    int rc = val != NULL ? 0 : -1;
+
+    for (uint32_t i = 0; rc == 0 && i < lib->keys->n; i++) {
+        nkb_db_value(nkb_key(lib->keys, i), lib->keys->klen, val, lib->value_size);
+        if (cache_set(c, nkb_key(lib->keys, i), lib->keys->klen, val, lib->value_size, 0) !=
+            CACHE_OK) {
+            fprintf(stderr, "nakkucache-bench: prefill cache_set failed\n");
+            rc = -1;
+        }
+    }
+    free(val);
+    return rc;
 }
 
 int nkb_rmeasure_lib(const nkb_rrun_t *run, const nkb_lib_setup_t *lib, nkb_rrow_t *row)
@@ -849,13 +649,13 @@ int nkb_rmeasure_lib(const nkb_rrun_t *run, const nkb_lib_setup_t *lib, nkb_rrow
     void **per = calloc(run->threads, sizeof *per);
     int rc = -1;
 
-    if (c != NULL && per != NULL) {
+    if (c != NULL && per != NULL && (!lib->prefill_l1 || prefill_l1(lib, c) == 0)) {
         for (unsigned t = 0; t < run->threads; t++)
             per[t] = c;
         mine.op = lib_get;
         mine.shared = (void *)lib;
         mine.mine = per;
-        rc = rrun_measure(&mine, row);
+        rc = nkb_rrun_measure(&mine, row);
         row->extra = cache_counters(c);
     }
     cache_close(c);
@@ -874,7 +674,8 @@ static int aside_fill(const nkb_aside_t *a, redisContext *c, uint32_t k, const c
     redisReply *rep;
     int ok;
 
-    nkb_db_query(a->db, nkb_key(a->keys, k), a->keys->klen, val);
+    if (nkb_db_query(a->db, nkb_key(a->keys, k), a->keys->klen, val) != 0)
+        return NKB_SRC_ERROR;
     lens[4] = (size_t)snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)a->ttl_ms);
     if ((rep = redisCommandArgv(c, 5, argv, lens)) == NULL)
         return NKB_SRC_FATAL;
@@ -883,18 +684,37 @@ static int aside_fill(const nkb_aside_t *a, redisContext *c, uint32_t k, const c
     return ok ? NKB_SRC_LOADER : NKB_SRC_ERROR;
 }
 
-static int aside_get(void *shared, void *mine, uint32_t k)
+/* A write: the database, then DEL. */
+static int aside_write(const nkb_aside_t *a, redisContext *c, uint32_t k, const char *key,
+                       size_t klen)
+{
+    const char *argv[] = {"DEL", key};
+    size_t lens[] = {3, klen};
+    redisReply *rep;
+
+    if (nkb_db_update(a->db, nkb_key(a->keys, k), a->keys->klen) != 0)
+        return NKB_SRC_ERROR;
+    if ((rep = redisCommandArgv(c, 2, argv, lens)) == NULL)
+        return NKB_SRC_FATAL;
+    freeReplyObject(rep);
+    return NKB_SRC_WRITE;
+}
+
+static int aside_get(void *shared, void *mine, uint32_t e)
 {
     const nkb_aside_t *a = shared;
     redisContext *c = mine;
+    const uint32_t k = NKB_SEQ_KEY(e);
     char key[RKEY_MAX];
     size_t klen = prefixed_key(key, a->prefix, a->prefix_len, a->keys, k);
     const char *argv[] = {"GET", key};
     size_t lens[] = {3, klen};
-    redisReply *rep = redisCommandArgv(c, 2, argv, lens);
+    redisReply *rep;
     int src = NKB_SRC_ERROR;
 
-    if (rep == NULL)
+    if (e & NKB_SEQ_WRITE)
+        return aside_write(a, c, k, key, klen);
+    if ((rep = redisCommandArgv(c, 2, argv, lens)) == NULL)
         return NKB_SRC_FATAL;
     if (rep->type == REDIS_REPLY_STRING) {
         volatile char first = rep->len > 0 ? rep->str[0] : 0; /* touch the value */
@@ -906,6 +726,30 @@ static int aside_get(void *shared, void *mine, uint32_t k)
     return src == NKB_SRC_LOADER ? aside_fill(a, c, k, key, klen) : src;
 }
 
+/* Cache-aside without Redis: the same over an in-process mutex map. */
+static int map_get(void *shared, void *mine, uint32_t e)
+{
+    const nkb_aside_t *a = shared;
+    const uint32_t k = NKB_SEQ_KEY(e);
+    const char *key = nkb_key(a->keys, k);
+    unsigned char val[RVALUE_MAX];
+    size_t len;
+
+    (void)mine;
+    if (e & NKB_SEQ_WRITE) {
+        if (nkb_db_update(a->db, key, a->keys->klen) != 0)
+            return NKB_SRC_ERROR;
+        nkb_lockmap_del(a->map, key, a->keys->klen);
+        return NKB_SRC_WRITE;
+    }
+    if (nkb_lockmap_get_copy(a->map, key, a->keys->klen, val, sizeof val, &len))
+        return NKB_SRC_L1;
+    if (a->db == NULL || nkb_db_query(a->db, key, a->keys->klen, val) != 0 ||
+        nkb_lockmap_put(a->map, key, a->keys->klen, val, a->db->value_size) != 0)
+        return NKB_SRC_ERROR;
+    return NKB_SRC_LOADER;
+}
+
 int nkb_rmeasure_aside(const nkb_rrun_t *run, const nkb_aside_t *aside, nkb_rrow_t *row)
 {
     nkb_rrun_t mine = *run;
@@ -913,6 +757,13 @@ int nkb_rmeasure_aside(const nkb_rrun_t *run, const nkb_aside_t *aside, nkb_rrow
     unsigned n = 0;
     int rc = -1;
 
+    if (aside->redis == NULL) {
+        mine.op = map_get;
+        mine.shared = (void *)aside;
+        mine.mine = NULL;
+        free(conns);
+        return nkb_rrun_measure(&mine, row);
+    }
     if (aside->prefix_len + aside->keys->klen > RKEY_MAX)
         fprintf(stderr, "nakkucache-bench: key prefix too long\n");
     else
@@ -922,7 +773,7 @@ int nkb_rmeasure_aside(const nkb_rrun_t *run, const nkb_aside_t *aside, nkb_rrow
         mine.op = aside_get;
         mine.shared = (void *)aside;
         mine.mine = conns;
-        rc = rrun_measure(&mine, row);
+        rc = nkb_rrun_measure(&mine, row);
     }
     for (unsigned t = 0; t < n; t++)
         redisFree(conns[t]);
@@ -940,20 +791,25 @@ double nkb_ratio(double num, double den)
 void nkb_rprint_head(const nkb_rworld_t *w)
 {
     const nkb_opts_t *o = &w->o;
+    char dist[96];
 
-    printf("workload: %u keys of %zu B (\"key:%%0%zuu\") under \"%s\", %zu B values; ", o->keys,
-           o->key_size, o->key_size - 4, w->prefix, o->value_size);
-    if (o->dist == NKB_DIST_ZIPF)
-        printf("zipf(%.2f) keys; ", o->theta);
-    else
-        printf("uniform keys; ");
+    printf("workload: %u keys of %zu B (\"key:%%0%zuu\") under \"%s\", %zu B values; %s keys; ",
+           o->keys, o->key_size, o->key_size - 4, w->prefix, o->value_size,
+           nkb_dist_name(o, dist, sizeof dist));
     if (o->ops)
         printf("%llu operations per thread per point", (unsigned long long)o->ops);
+    else if (o->duration_ms == 0) /* stampede: rounds */
+        printf("%u rounds per point", o->rounds);
     else
         printf("%llu ms per point", (unsigned long long)o->duration_ms);
     if (o->repeat > 1)
         printf(", median of %u rounds", o->repeat);
-    printf("\nredis: %s, version %s (%s)\n", w->redis.where, w->redis.version, w->redis.source);
+    if (w->have_redis)
+        printf("\nredis: %s, version %s (%s)\n", w->redis.where, w->redis.version,
+               w->redis.source);
+    else
+        printf("\nredis: none (no --redis, no NKC_REDIS_URL, no redis-server installed): the "
+               "library runs L1 + loader only\n");
     printf("machine: %ld CPUs online, 1-min load average %.2f before, %.2f after\n",
            sysconf(_SC_NPROCESSORS_ONLN), w->load_before, w->load_after);
     printf("latency: every operation timed on its own (clock_gettime before and after)\n");
@@ -961,13 +817,13 @@ void nkb_rprint_head(const nkb_rworld_t *w)
 
 void nkb_rprint_latency_head(void)
 {
-    printf("%7s  %-24s %9s %7s %7s %7s %7s %8s", "threads", "implementation", "ops/s",
+    printf("%7s  %-30s %9s %7s %7s %7s %7s %8s", "threads", "implementation", "ops/s",
            "p50 us", "p90 us", "p99 us", "p999 us", "max us");
 }
 
 void nkb_rprint_latency(const nkb_rrow_t *row)
 {
-    printf("%7u  %-24s %9.0f %7.1f %7.1f %7.1f %7.1f %8.1f", row->threads, row->name,
+    printf("%7u  %-30s %9.0f %7.1f %7.1f %7.1f %7.1f %8.1f", row->threads, row->name,
            row->ops_per_sec, row->p50_ns / 1e3, row->p90_ns / 1e3, row->p99_ns / 1e3,
            row->p999_ns / 1e3, row->max_ns / 1e3);
 }
@@ -989,10 +845,11 @@ static json_t *served_json(const nkb_rrow_t *row)
 {
     double ops = row->ops ? (double)row->ops : 1.0;
 
-    return json_pack("{s:I, s:I, s:I, s:I, s:{s:f, s:f, s:f}}", "l1",
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:{s:f, s:f, s:f}}", "l1",
                      (json_int_t)row->served[NKB_SRC_L1], "l2",
                      (json_int_t)row->served[NKB_SRC_L2], "loader",
-                     (json_int_t)row->served[NKB_SRC_LOADER], "errors",
+                     (json_int_t)row->served[NKB_SRC_LOADER], "writes",
+                     (json_int_t)row->served[NKB_SRC_WRITE], "errors",
                      (json_int_t)row->served[NKB_SRC_ERROR], "ratio", "l1",
                      row->served[NKB_SRC_L1] / ops, "l2", row->served[NKB_SRC_L2] / ops,
                      "loader", row->served[NKB_SRC_LOADER] / ops);
@@ -1018,19 +875,24 @@ static json_t *rrow_json(const nkb_rrow_t *row)
 static json_t *rjson_doc(const char *mode, const nkb_rworld_t *w)
 {
     const nkb_opts_t *o = &w->o;
+    char dist[96];
     json_t *workload = json_pack(
-        "{s:I, s:I, s:I, s:s, s:f, s:I, s:I, s:I, s:i, s:s, s:s}", "keys", (json_int_t)o->keys,
-        "key_size", (json_int_t)o->key_size, "value_size", (json_int_t)o->value_size, "dist",
-        o->dist == NKB_DIST_ZIPF ? "zipf" : "uniform", "theta", o->theta, "duration_ms",
+        "{s:I, s:I, s:I, s:s, s:f, s:f, s:I, s:I, s:I, s:i, s:s, s:s}", "keys",
+        (json_int_t)o->keys, "key_size", (json_int_t)o->key_size, "value_size",
+        (json_int_t)o->value_size, "dist", nkb_dist_name(o, dist, sizeof dist), "theta",
+        o->theta, "read_ratio", o->read_ratio, "duration_ms",
         (json_int_t)(o->ops ? 0 : o->duration_ms), "ops_per_thread", (json_int_t)o->ops, "seed",
         (json_int_t)o->seed, "repeat", (int)o->repeat, "key_prefix", w->prefix, "latency",
         "each operation timed");
+    json_t *redis = w->have_redis ? json_pack("{s:s, s:s, s:s}", "where", w->redis.where,
+                                              "version", w->redis.version, "source",
+                                              w->redis.source)
+                                  : json_null();
 
-    return json_pack("{s:s, s:s, s:o, s:{s:s, s:s, s:s}, s:{s:i, s:f, s:f}}", "mode", mode,
-                     "status", "measured", "workload", workload, "redis", "where",
-                     w->redis.where, "version", w->redis.version, "source", w->redis.source,
-                     "machine", "cpus", (int)sysconf(_SC_NPROCESSORS_ONLN), "load_before",
-                     w->load_before, "load_after", w->load_after);
+    return json_pack("{s:s, s:s, s:o, s:o, s:{s:i, s:f, s:f}}", "mode", mode, "status",
+                     "measured", "workload", workload, "redis", redis, "machine", "cpus",
+                     (int)sysconf(_SC_NPROCESSORS_ONLN), "load_before", w->load_before,
+                     "load_after", w->load_after);
 }
 
 /* ---------------------------------------------------------------- a mode's world */
@@ -1048,6 +910,8 @@ static int world_build(nkb_rworld_t *w, const char *mode)
             return -1;
         }
     }
+    if (!w->have_redis)
+        return 0;
     if ((w->admin = redis_connect(&w->redis)) == NULL)
         return -1;
     return nkb_redis_unlink_prefix(w->admin, w->prefix);
@@ -1064,9 +928,10 @@ static void rworld_close(nkb_rworld_t *w)
         w->seqs[t] = NULL;
     }
     nkb_keys_free(&w->keys);
-    redis_release(&w->redis);
+    nkb_db_close(&w->db);
+    nkb_redis_release(&w->redis);
     for (size_t i = 0; i < sizeof w->rows / sizeof w->rows[0]; i++)
-        rrow_clear(&w->rows[i]);
+        nkb_rrow_clear(&w->rows[i]);
 }
 
 const nkb_rrow_t *nkb_rbase(const nkb_rmode_t *m, const nkb_rworld_t *w, size_t i)
@@ -1074,7 +939,8 @@ const nkb_rrow_t *nkb_rbase(const nkb_rmode_t *m, const nkb_rworld_t *w, size_t 
     return &w->rows[i - i % (size_t)m->n_impls + (size_t)m->base_impl];
 }
 
-static void print_json(const nkb_rmode_t *m, nkb_rworld_t *w)
+/* The whole run as one JSON document (for --json, --csv and --plot). */
+static json_t *rmode_doc(const nkb_rmode_t *m, nkb_rworld_t *w)
 {
     json_t *doc = rjson_doc(m->name, w), *rows = json_array();
 
@@ -1087,11 +953,11 @@ static void print_json(const nkb_rmode_t *m, nkb_rworld_t *w)
         json_object_set_new(row, "vs_baseline",
                             nkb_rjson_ratio(nkb_ratio(w->rows[i].ops_per_sec, base->ops_per_sec)));
         if (m->row_json != NULL)
-            m->row_json(&w->rows[i], base, row);
+            m->row_json(w, &w->rows[i], base, row);
         json_array_append_new(rows, row);
     }
     json_object_set_new(doc, "rows", rows);
-    rjson_print(doc);
+    return doc;
 }
 
 static int rmode_run(const nkb_rmode_t *m, nkb_rworld_t *w, int argc, char **argv)
@@ -1101,18 +967,32 @@ static int rmode_run(const nkb_rmode_t *m, nkb_rworld_t *w, int argc, char **arg
     w->load_before = nkb_loadavg();
     if (rc != 0)
         return rc < 0 ? 2 : 0;
-    rc = redis_acquire(&w->redis, &w->o, m->name);
-    if (rc == 0)
-        code = 0; /* skipped */
-    else if (rc == 1 && world_build(w, m->name) == 0 && (!m->setup || m->setup(w) == 0) &&
-             measure_rounds(m, w) == 0) {
-        w->load_after = nkb_loadavg();
-        if (w->o.json)
-            print_json(m, w);
-        else
-            m->print_table(w);
-        fflush(stdout);
+    rc = nkb_redis_acquire(&w->redis, &w->o, m->name);
+    w->have_redis = rc == 1;
+    if (rc == 0 && !m->redis_optional) {
+        nkb_redis_print_skipped(&w->o, m->name);
         code = 0;
+    } else if (rc == 0 && w->o.tier_l2 && !w->o.tier_l1) {
+        fprintf(stderr, "nakkucache-bench %s: --tiers l2 needs Redis: pass --redis URL or "
+                        "install redis-server\n", m->name);
+        code = 2;
+    } else if (rc >= 0) {
+        if (rc == 0) {
+            fprintf(stderr, "nakkucache-bench %s: no Redis (no --redis, no NKC_REDIS_URL, no "
+                            "redis-server in PATH): running the library as L1 + loader only, "
+                            "against cache-aside on an in-process mutex map\n", m->name);
+            w->o.tier_l2 = 0;
+        }
+        if (world_build(w, m->name) == 0 && (!m->setup || m->setup(w) == 0) &&
+            nkb_rmeasure_rounds(m, w) == 0) {
+            w->load_after = nkb_loadavg();
+            if (!w->o.json && !w->o.csv)
+                m->print_table(w);
+            fflush(stdout);
+            code = 0;
+            if ((w->o.json || w->o.csv || w->o.plot) && nkb_output(&w->o, rmode_doc(m, w)) != 0)
+                code = 1;
+        }
     }
     rworld_close(w);
     return code;
@@ -1129,6 +1009,13 @@ int nkb_rmode_main(const nkb_rmode_t *m, int argc, char **argv)
     w->o.keys = m->keys;
     w->o.duration_ms = m->duration_ms;
     w->o.dist = m->dist;
+    w->o.loader_us = m->loader_us;
+    w->o.warmup_ms = m->warmup_ms;
+    if (m->threads[0] != 0) {
+        for (w->o.n_points = 0; w->o.n_points < 4 && m->threads[w->o.n_points] != 0;)
+            w->o.n_points++;
+        memcpy(w->o.threads, m->threads, w->o.n_points * sizeof m->threads[0]);
+    }
     code = rmode_run(m, w, argc, argv);
     free(w);
     return code;

@@ -1,10 +1,11 @@
 /*
- * What the Redis modes (tiers.c, l2.c) share: finding or starting a Redis server,
+ * What the Redis modes (tiers, l2, stampede, hotkey) share: finding or starting a Redis server,
  * raw hiredis connections for the baselines and for cleaning the run's own key
  * prefix, the simulated database, the two sides' operations, the measuring loop
  * (every operation timed on its own: they take microseconds), the interleaved
  * --repeat rounds, and the common parts of their tables and JSON. A mode is an
- * nkb_rmode_t and one call to nkb_rmode_run.
+ * nkb_rmode_t and one call to nkb_rmode_main. Without any Redis, a mode that allows
+ * it runs the library as L1 + loader against cache-aside on an in-process mutex map.
  */
 #ifndef NKB_REDIS_BASE_H
 #define NKB_REDIS_BASE_H
@@ -17,6 +18,8 @@
 #include <stdatomic.h>
 #include <sys/types.h>
 
+#define NKB_VALUE_MAX 16384 /* the largest --value-size */
+
 /* ---------------------------------------------------------------- the server */
 
 typedef struct nkb_redis {
@@ -27,6 +30,16 @@ typedef struct nkb_redis {
     pid_t pid;          /* the throwaway server, else 0 */
     char dir[256];      /* its temporary directory, else "" */
 } nkb_redis_t;
+
+/* Finds the server: --redis, else $NKC_REDIS_URL, else a throwaway redis-server on
+ * a free loopback port (stopped by nkb_redis_release, at exit or on a fatal signal).
+ * Returns 1 with a server, 0 when there is none (nothing printed), -1 after an
+ * error message. */
+int nkb_redis_acquire(nkb_redis_t *r, const nkb_opts_t *o, const char *mode);
+/* Stops a throwaway server and removes its directory; otherwise nothing. */
+void nkb_redis_release(nkb_redis_t *r);
+/* Prints that mode was skipped for want of Redis (JSON with --json). */
+void nkb_redis_print_skipped(const nkb_opts_t *o, const char *mode);
 
 /* Deletes every key under prefix (SCAN MATCH prefix* + UNLINK). Returns 0 or -1. */
 int nkb_redis_unlink_prefix(redisContext *c, const char *prefix);
@@ -40,29 +53,57 @@ int nkb_redis_prefill(redisContext *c, const char *prefix, const nkb_keys_t *key
 
 /* The simulated database behind both sides: each query sleeps delay_us (nanosleep:
  * the thread blocks, as on a network round trip) and returns value_size bytes. */
+typedef struct nkb_sqlite nkb_sqlite_t;
 typedef struct nkb_db {
     uint64_t delay_us;
     size_t value_size;
+    nkb_sqlite_t *sqlite;                /* --loader sqlite:PATH, else NULL: simulated */
     atomic_uint_fast64_t calls, busy_ns; /* queries and the time they really took */
+    atomic_uint_fast64_t writes;         /* updates (the write half of --read-ratio) */
 } nkb_db_t;
 
-/* Fills buf (value_size bytes) with key's value after the delay; counts the query. */
-void nkb_db_query(nkb_db_t *db, const void *key, size_t klen, unsigned char *buf);
+/* Fills buf (value_size bytes) with key's value after the delay (or from SQLite);
+ * counts the query. Returns 0, or -1 when SQLite failed. */
+int nkb_db_query(nkb_db_t *db, const void *key, size_t klen, unsigned char *buf);
+/* A write to key's record: the delay (or a SQLite UPDATE); counted in writes. */
+int nkb_db_update(nkb_db_t *db, const void *key, size_t klen);
+/* Sets db up from o (--loader-us, --value-size, --loader sqlite:PATH, which fills
+ * the file with keys). Returns 0, or -1 after a message. */
+int nkb_db_open(nkb_db_t *db, const nkb_opts_t *o, const nkb_keys_t *keys);
+/* Closes what nkb_db_open opened; a zeroed db is fine. */
+void nkb_db_close(nkb_db_t *db);
+/* A cache_loader_fn over the nkb_db_t in udata: one query, its value put. */
+cache_err_t nkb_db_loader(void *udata, const void *key, size_t klen, cache_sink_t *sink);
+
+/* key's value in the simulated database: len bytes derived from the key. */
+void nkb_db_value(const void *key, size_t klen, unsigned char *buf, size_t len);
+
+/* SQLite as the database (bench/db.c): opens path, creates table nkb_kv and
+ * fills it with every key's value. NULL after a message on stderr. */
+nkb_sqlite_t *nkb_sqlite_open(const char *path, const nkb_keys_t *keys, size_t value_size);
+/* One SELECT (or UPDATE) on the calling thread's own connection. Returns 0 or -1. */
+int nkb_sqlite_get(nkb_sqlite_t *s, const void *key, size_t klen, unsigned char *buf,
+                   size_t len);
+int nkb_sqlite_update(nkb_sqlite_t *s, const void *key, size_t klen);
+/* Closes every connection. NULL is a no-op. */
+void nkb_sqlite_close(nkb_sqlite_t *s);
 
 /* ---------------------------------------------------------------- measuring */
 
 /* Where an answer came from: the library's cache_tier_t values, plus an error. For
  * a cache-aside baseline a Redis hit is NKB_SRC_L2 and a miss NKB_SRC_LOADER. */
-enum { NKB_SRC_ERROR = 0, NKB_SRC_L1, NKB_SRC_L2, NKB_SRC_LOADER, NKB_SRC_COUNT };
+enum { NKB_SRC_ERROR = 0, NKB_SRC_L1, NKB_SRC_L2, NKB_SRC_LOADER, NKB_SRC_WRITE,
+       NKB_SRC_COUNT };
 #define NKB_SRC_FATAL (-1) /* the thread cannot go on (a broken connection) */
 
-/* One operation on key index k with the thread's own argument (its connection);
- * returns NKB_SRC_* or NKB_SRC_FATAL. */
+/* One operation on sequence entry k (a key index, NKB_SEQ_WRITE set for a write)
+ * with the thread's own argument (its connection); returns NKB_SRC_* or
+ * NKB_SRC_FATAL. */
 typedef int (*nkb_rop_fn)(void *shared, void *mine, uint32_t k);
 
 /* One measured point: an implementation at a thread count. */
 typedef struct nkb_rrow {
-    const char *name, *key; /* for people, for JSON */
+    const char *name, *key; /* for people, for JSON; a cell may set name, else the mode's */
     unsigned threads;
     int failed;             /* a thread stopped on NKB_SRC_FATAL */
     uint64_t ops, served[NKB_SRC_COUNT]; /* served[NKB_SRC_ERROR]: failed operations */
@@ -84,20 +125,34 @@ typedef struct nkb_rrun {
     void *shared;
     void *const *mine;     /* per thread, or NULL */
     nkb_db_t *db;          /* whose queries are counted in the row, or NULL */
+    uint64_t warmup_ms;    /* an untimed run first, on the same cache or connections */
+    size_t round_len;      /* > 0: o->rounds rounds of this many operations per thread,
+                              every thread starting each round together (a barrier) */
+    uint64_t interval_ns;  /* > 0: each thread paced at one operation per interval,
+                              latency counted from when each was due */
 } nkb_rrun_t;
 
 /* ---------------------------------------------------------------- the two sides */
 
 /* The library: a fresh cache per measured row. */
 typedef struct nkb_lib_setup {
-    const nkb_redis_t *redis;
+    const nkb_redis_t *redis;       /* NULL: no L2 (L1 + loader) */
     const char *prefix;             /* l2.key_prefix */
     const char *const (*props)[2];  /* the mode's properties, {name, value} */
     size_t n_props;
     cache_loader_fn loader;         /* or NULL */
     void *udata;
     const nkb_keys_t *keys;
+    nkb_db_t *db;                   /* updated by writes (NKB_SEQ_WRITE), or NULL */
+    int prefill_l1;                 /* cache_set every key before the warm-up */
+    size_t value_size;              /* for prefill_l1 */
 } nkb_lib_setup_t;
+
+/* Measures run into row (bench/rmeasure.c): the warm-up when asked for, then the
+ * timed or counted pass. Returns 0 or -1. */
+int nkb_rrun_measure(const nkb_rrun_t *run, nkb_rrow_t *row);
+/* Releases what a row holds (its counters). */
+void nkb_rrow_clear(nkb_rrow_t *row);
 
 /* Opens a cache for lib with l2.pool_size = run->threads, measures cache_get_ex
  * (the tier from its info) into row with the cache's counters in row->extra, and
@@ -106,9 +161,11 @@ int nkb_rmeasure_lib(const nkb_rrun_t *run, const nkb_lib_setup_t *lib, nkb_rrow
 
 /* The baseline: plain hiredis, one connection per thread. GET prefix + key; a
  * string is a hit (NKB_SRC_L2). With db, a nil is a miss: query db, SET the value
- * PX ttl_ms (NKB_SRC_LOADER); without db a nil is an error. */
+ * PX ttl_ms (NKB_SRC_LOADER); without db a nil is an error. A write updates db,
+ * then DELs. Without Redis (redis NULL) the same over map, a mutex map (no TTL). */
 typedef struct nkb_aside {
     const nkb_redis_t *redis;
+    nkb_lockmap_t *map;
     const nkb_keys_t *keys;
     const char *prefix;
     size_t prefix_len;
@@ -122,12 +179,14 @@ int nkb_rmeasure_aside(const nkb_rrun_t *run, const nkb_aside_t *aside, nkb_rrow
 /* ---------------------------------------------------------------- a mode */
 
 #define NKB_RSEQ_LEN ((size_t)1 << 20) /* key indices per thread, replayed cyclically */
-#define NKB_RMAX_IMPLS 2               /* rows per thread count */
+#define NKB_RMAX_IMPLS 4               /* rows per thread count */
 
 /* What every Redis mode sets up before measuring and tears down after. */
 typedef struct nkb_rworld {
     nkb_opts_t o;
     nkb_redis_t redis;
+    int have_redis;      /* 0: L1 + loader only, baseline on a mutex map */
+    nkb_db_t db;         /* the modes' database (nkb_db_open in setup), closed at the end */
     char prefix[64];     /* "nkb:<pid>:<mode>:", the run's own namespace */
     nkb_keys_t keys;
     uint32_t *seqs[NKB_MAX_THREADS];
@@ -140,30 +199,40 @@ typedef struct nkb_rworld {
 typedef struct nkb_rmode {
     const char *name;
     size_t size;            /* of the mode's own struct, whose first member is the world */
-    uint32_t keys;          /* defaults of --keys, --duration-ms and --dist */
+    uint32_t keys;          /* defaults of --keys, --duration-ms, --dist, --loader-us,
+                               --warmup-ms and --threads (0-terminated; {0}: 1,2) */
     uint64_t duration_ms;
     nkb_dist_t dist;
+    uint64_t loader_us, warmup_ms;
+    unsigned threads[4];
+    int redis_optional;     /* runs without Redis (L1 + loader); else skipped */
+    int median_by_p99;      /* --repeat keeps the median round by p99, not by ops/s
+                               (paced or round-based modes, whose ops/s is fixed) */
     int n_impls, base_impl; /* rows per thread count; the one ratios divide by */
     const char *const *impl_names, *const *impl_keys; /* for people, for JSON */
     int (*setup)(nkb_rworld_t *w); /* once the world is built; returns 0 or -1 */
     /* measures impl at `threads` threads into row; returns 0 or -1 (a row that
      * comes back failed is an error too) */
     int (*cell)(nkb_rworld_t *w, int impl, unsigned threads, nkb_rrow_t *row);
-    void (*print_table)(nkb_rworld_t *w);
+    void (*print_table)(nkb_rworld_t *w); /* the human table */
     json_t *(*workload_json)(nkb_rworld_t *w); /* merged into "workload" */
     /* adds the mode's fields to row's JSON object out, given the baseline row */
-    void (*row_json)(const nkb_rrow_t *row, const nkb_rrow_t *base, json_t *out);
+    void (*row_json)(const nkb_rworld_t *w, const nkb_rrow_t *row, const nkb_rrow_t *base,
+                     json_t *out);
 } nkb_rmode_t;
 
 /* The whole of a Redis mode, as its main: allocates the mode's struct (zeroed), sets
- * the options' defaults and parses argv, finds the server (--redis, else
- * $NKC_REDIS_URL, else a throwaway redis-server on a free loopback port, else prints
- * that the mode is skipped), builds the keys and sequences, runs setup, measures
- * every cell o->repeat times in interleaved rounds keeping each cell's median round
- * by ops/s, prints the table or the JSON, deletes the run's keys and stops a
- * throwaway server. Returns the exit code: 0 (also when skipped), 1 after an error,
- * 2 for bad flags. */
+ * the options' defaults and parses argv, finds the server (nkb_redis_acquire; with
+ * none, says so on stderr and runs L1 + loader only when the mode allows it, else
+ * prints that the mode is skipped), builds the keys and sequences, runs setup,
+ * measures every cell o->repeat times in interleaved rounds keeping each cell's
+ * median round (by ops/s, or p99), prints the table, the JSON or the CSV (and the plot),
+ * deletes the run's keys and stops a throwaway server. Returns the exit code: 0
+ * (also when skipped), 1 after an error, 2 for bad flags. */
 int nkb_rmode_main(const nkb_rmode_t *m, int argc, char **argv);
+/* Every (point, impl) cell of m o->repeat times, in interleaved rounds; w->rows gets
+ * each cell's median round. Returns 0 or -1 (a cell failed). */
+int nkb_rmeasure_rounds(const nkb_rmode_t *m, nkb_rworld_t *w);
 /* The baseline row at the thread count of w->rows[i]. */
 const nkb_rrow_t *nkb_rbase(const nkb_rmode_t *m, const nkb_rworld_t *w, size_t i);
 
@@ -173,6 +242,8 @@ const nkb_rrow_t *nkb_rbase(const nkb_rmode_t *m, const nkb_rworld_t *w, size_t 
 double nkb_ratio(double num, double den);
 /* The lines above a table: the workload, the server and the machine. */
 void nkb_rprint_head(const nkb_rworld_t *w);
+/* "stale" and other counters of the library row, 0 when absent. */
+uint64_t nkb_rcounter(const nkb_rrow_t *row, const char *name);
 /* The latency columns' header and a row's: ops/s, then p50 p90 p99 p999 max in us. */
 void nkb_rprint_latency_head(void);
 void nkb_rprint_latency(const nkb_rrow_t *row);

@@ -1,6 +1,6 @@
 /*
- * The l1 mode's output: an aligned table for people, or with --json one JSON
- * document (jansson) for machines. Every ratio compares rows measured at the same
+ * The l1 mode's output: an aligned table for people, or with --json / --csv one
+ * JSON document (jansson) or its rows for machines (and --plot, bench/output.c). Every ratio compares rows measured at the same
  * thread count in the same run; a ratio whose denominator was not measured is
  * printed "-" (null in JSON).
  */
@@ -9,11 +9,6 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <unistd.h>
-
-static const char *dist_name(const nkb_opts_t *o)
-{
-    return o->dist == NKB_DIST_ZIPF ? "zipf" : "uniform";
-}
 
 static const char *caffeine_status(int c)
 {
@@ -50,9 +45,13 @@ static void print_ratio(double r)
 
 static void print_row(const struct nkb_l1_report *rep, size_t p, const nkb_row_t *r)
 {
-    printf("%7u  %-24s %8.2f M %7llu %7llu %7llu", r->threads, r->impl, r->ops_per_sec / 1e6,
-           (unsigned long long)r->p50_ns, (unsigned long long)r->p99_ns,
-           (unsigned long long)r->p999_ns);
+    printf("%7u  %-24s %8.2f M %7llu %7llu %7llu %7llu", r->threads, r->impl,
+           r->ops_per_sec / 1e6, (unsigned long long)r->p50_ns, (unsigned long long)r->p90_ns,
+           (unsigned long long)r->p99_ns, (unsigned long long)r->p999_ns);
+    if (r->max_ns > 0)
+        printf(" %9llu", (unsigned long long)r->max_ns);
+    else /* Caffeine reports no max */
+        printf(" %9s", "-");
     print_ratio(ratio(r->ops_per_sec, &rep->rows[p][NKB_L1_MAP]));
     print_ratio(ratio(r->ops_per_sec, caffeine_row(rep, p)));
     printf(" %9llu\n", (unsigned long long)r->misses);
@@ -61,13 +60,11 @@ static void print_row(const struct nkb_l1_report *rep, size_t p, const nkb_row_t
 static void print_table(const struct nkb_l1_report *rep)
 {
     const nkb_opts_t *o = rep->o;
+    char dist[96];
 
     printf("l1: %u keys of %zu B (\"key:%%0%zuu\"), %zu B values, all prefilled; ", o->keys,
            o->key_size, o->key_size - 4, o->value_size);
-    if (o->dist == NKB_DIST_ZIPF)
-        printf("zipf(%.2f) lookups; ", o->theta);
-    else
-        printf("uniform lookups; ");
+    printf("%s lookups; ", nkb_dist_name(o, dist, sizeof dist));
     if (o->ops)
         printf("%llu lookups per thread per point", (unsigned long long)o->ops);
     else
@@ -80,8 +77,9 @@ static void print_table(const struct nkb_l1_report *rep)
     printf("latency: each batch of %u lookups is timed (clock_gettime); a lookup counts as "
            "its batch's mean,\nso p99/p999 are of batch means and hide single slow lookups\n\n",
            rep->batch);
-    printf("%7s  %-24s %10s %7s %7s %7s %11s %11s %9s\n", "threads", "implementation",
-           "ops/s", "p50 ns", "p99 ns", "p999 ns", "vs mutex", "vs caffeine", "misses");
+    printf("%7s  %-24s %10s %7s %7s %7s %7s %9s %11s %11s %9s\n", "threads", "implementation",
+           "ops/s", "p50 ns", "p90 ns", "p99 ns", "p999 ns", "max ns", "vs mutex",
+           "vs caffeine", "misses");
     for (size_t p = 0; p < o->n_points; p++) {
         for (int i = 0; i < NKB_L1_CAFFEINE; i++)
             print_row(rep, p, &rep->rows[p][i]);
@@ -103,11 +101,14 @@ static json_t *json_ratio(double r)
 
 static json_t *row_json(const struct nkb_l1_report *rep, size_t p, const nkb_row_t *r)
 {
-    return json_pack("{s:i, s:s, s:s, s:I, s:I, s:f, s:I, s:I, s:I, s:o, s:o}", "threads",
-                     (int)r->threads, "impl", r->key, "name", r->impl, "ops",
+    return json_pack("{s:i, s:s, s:s, s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:o, s:o, s:o}",
+                     "threads", (int)r->threads, "impl", r->key, "name", r->impl, "ops",
                      (json_int_t)r->ops, "misses", (json_int_t)r->misses, "ops_per_sec",
-                     r->ops_per_sec, "p50_ns", (json_int_t)r->p50_ns, "p99_ns",
-                     (json_int_t)r->p99_ns, "p999_ns", (json_int_t)r->p999_ns, "vs_baseline",
+                     r->ops_per_sec, "p50_ns", (json_int_t)r->p50_ns, "p90_ns",
+                     (json_int_t)r->p90_ns, "p99_ns", (json_int_t)r->p99_ns, "p999_ns",
+                     (json_int_t)r->p999_ns, "max_ns",
+                     r->max_ns ? json_integer((json_int_t)r->max_ns) : json_null(),
+                     "vs_baseline",
                      json_ratio(ratio(r->ops_per_sec, &rep->rows[p][NKB_L1_MAP])),
                      "vs_caffeine", json_ratio(ratio(r->ops_per_sec, caffeine_row(rep, p))));
 }
@@ -115,17 +116,20 @@ static json_t *row_json(const struct nkb_l1_report *rep, size_t p, const nkb_row
 static json_t *workload_json(const struct nkb_l1_report *rep)
 {
     const nkb_opts_t *o = rep->o;
+    char dist[96];
 
     return json_pack("{s:I, s:I, s:I, s:s, s:f, s:I, s:I, s:I, s:i, s:s, s:i}", "keys",
                      (json_int_t)o->keys, "key_size", (json_int_t)o->key_size, "value_size",
-                     (json_int_t)o->value_size, "dist", dist_name(o), "theta", o->theta,
+                     (json_int_t)o->value_size, "dist", nkb_dist_name(o, dist, sizeof dist),
+                     "theta", o->theta,
                      "duration_ms", (json_int_t)(o->ops ? 0 : o->duration_ms),
                      "ops_per_thread", (json_int_t)o->ops, "seed", (json_int_t)o->seed, "repeat",
                      (int)o->repeat,
                      "latency", "mean of each timed batch", "batch", (int)rep->batch);
 }
 
-static void print_json(const struct nkb_l1_report *rep)
+/* The whole run as one JSON document (--json, --csv, --plot). */
+static json_t *report_doc(const struct nkb_l1_report *rep)
 {
     json_t *rows = json_array();
     json_t *doc;
@@ -143,17 +147,17 @@ static void print_json(const struct nkb_l1_report *rep)
                     caffeine_status(rep->caffeine), "reason",
                     rep->caffeine == NKB_CAFFEINE_OK ? "" : rep->caffeine_why, "memory",
                     rep->has_memory ? nkb_memory_json(&rep->memory) : json_null());
-    if (doc == NULL || json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) != 0)
-        fprintf(stderr, "nakkucache-bench: cannot render JSON\n");
-    printf("\n");
-    json_decref(doc);
+    return doc;
 }
 
-void nkb_l1_report_print(const struct nkb_l1_report *rep)
+int nkb_l1_report_print(const struct nkb_l1_report *rep)
 {
-    if (rep->o->json)
-        print_json(rep);
-    else
+    const nkb_opts_t *o = rep->o;
+
+    if (!o->json && !o->csv)
         print_table(rep);
     fflush(stdout);
+    if (o->json || o->csv || o->plot)
+        return nkb_output(o, report_doc(rep));
+    return 0;
 }

@@ -61,9 +61,24 @@ uint64_t nkb_zipf_next(const nkb_zipf_t *z, uint64_t *rng)
     return r < z->n ? r : z->n - 1;
 }
 
+/* Hotspot (YCSB's): ranks [0, hot) get hot_prob of the draws, uniformly; the rest
+ * spread uniformly over the other ranks. */
+static uint64_t hotspot_next(const nkb_opts_t *o, uint64_t *rng)
+{
+    uint64_t hot = (uint64_t)(o->hot_fraction * o->keys);
+
+    if (o->keys < 2)
+        return 0;
+    hot = hot < 1 ? 1 : hot >= o->keys ? o->keys - 1 : hot;
+    if (unit(rng) < o->hot_prob)
+        return nkb_rng_next(rng) % hot;
+    return hot + nkb_rng_next(rng) % (o->keys - hot);
+}
+
 uint32_t *nkb_seq_new(const nkb_opts_t *o, unsigned thread, size_t len)
 {
     uint64_t rng = o->seed ^ ((uint64_t)(thread + 1) * 0xd1b54a32d192ed03u);
+    uint64_t wrng = rng ^ 0x5851f42d4c957f2du;
     nkb_zipf_t z;
     uint32_t *seq;
 
@@ -75,11 +90,27 @@ uint32_t *nkb_seq_new(const nkb_opts_t *o, unsigned thread, size_t len)
     if (seq == NULL)
         return NULL;
     for (size_t i = 0; i < len; i++) {
-        uint64_t r = o->dist == NKB_DIST_ZIPF ? nkb_zipf_next(&z, &rng)
-                                              : nkb_rng_next(&rng) % o->keys;
+        uint64_t r = o->dist == NKB_DIST_ZIPF      ? nkb_zipf_next(&z, &rng)
+                     : o->dist == NKB_DIST_HOTSPOT ? hotspot_next(o, &rng)
+                                                   : nkb_rng_next(&rng) % o->keys;
         seq[i] = (uint32_t)(r * SCATTER % o->keys);
+        /* writes from their own stream: the same keys whatever the mix */
+        if (o->read_ratio < 1.0 && unit(&wrng) >= o->read_ratio)
+            seq[i] |= NKB_SEQ_WRITE;
     }
     return seq;
+}
+
+const char *nkb_dist_name(const nkb_opts_t *o, char *buf, size_t len)
+{
+    if (o->dist == NKB_DIST_ZIPF)
+        snprintf(buf, len, "zipf(%.2f)", o->theta);
+    else if (o->dist == NKB_DIST_HOTSPOT)
+        snprintf(buf, len, "hotspot(%.2f of the keys get %.2f of the operations)",
+                 o->hot_fraction, o->hot_prob);
+    else
+        snprintf(buf, len, "uniform");
+    return buf;
 }
 
 static size_t digits(uint32_t v)

@@ -295,7 +295,8 @@ static cache_err_t set_value(struct cache *c, const void *key, size_t klen, cons
     if (c->l2) {
         ticket = nkc_l1_ticket(c->l1, hash);
         uint64_t l2 = l2_ttl(c, ttl_ms);
-        cache_err_t err = nkc_l2ops_set(&c->ops, key, klen, val, vlen, l2, &origin);
+        cache_err_t err = nkc_l2ops_set(&c->ops, key, klen, val, vlen, l2 + c->l2_grace_ms,
+                                        &origin);
         if (err != CACHE_OK) { /* Redis did not take it: our old copy must go too */
             nkc_l1_remove(c->l1, hash, key, klen);
             nkc_stat_add(c->stats, NKC_C_WRITE_FAILURES, 1);
@@ -511,6 +512,7 @@ static cache_err_t open_stale_and_workers(struct cache *c, char *errbuf, size_t 
     c->swr_ms = min_ms(c->cfg.stale_while_revalidate_ms, c->cfg.max_stale_ms);
     c->sie_ms = min_ms(c->cfg.stale_if_error_ms, c->cfg.max_stale_ms);
     c->stale_keep_ms = c->swr_ms > c->sie_ms ? c->swr_ms : c->sie_ms;
+    c->l2_grace_ms = c->l2 ? c->swr_ms : 0;
     int need = c->cfg.refresh_ahead > 0 || c->cfg.refresh_beta > 0 ||
                c->cfg.stale_while_revalidate_ms > 0 || c->cfg.loader_timeout_ms > 0;
     if (!need)

@@ -82,7 +82,8 @@ enum nkc_kind {
       "XFetch early refresh: a hit refreshes when now - beta * load_time * ln(rand) passes " \
       "the expiry (load_time: moving average of load durations); 0 = off")                  \
     X(stale_while_revalidate_ms, "stale_while_revalidate_ms", NKC_MS, "0", 0, NKC_U32_MAX,  \
-      "an entry this far past its TTL is served at once while one refresh runs; 0 = off")   \
+      "an entry this far past its TTL is served at once while one refresh runs (with Redis, " \
+      "values stay there this much past their TTL); 0 = off")                               \
     X(stale_if_error_ms, "stale_if_error_ms", NKC_MS, "0", 0, NKC_U32_MAX,                  \
       "an entry this far past its TTL is served when Redis and the loader fail; 0 = off")   \
     X(max_stale_ms, "max_stale_ms", NKC_MS, "3600000", 0, NKC_U32_MAX,                      \

@@ -44,6 +44,10 @@ struct cache {
     } refresh;
     uint64_t stale_keep_ms;   /* how long expired entries are kept: the largest window */
     uint64_t swr_ms, sie_ms;  /* the stale windows, each capped by max_stale_ms */
+    /* With L2 and stale-while-revalidate: Redis keeps every value this much longer
+     * than its TTL, so a value in its stale window is still there (and its expiry
+     * does not invalidate the stale L1 copy); L1 copies count from the soft end. */
+    uint64_t l2_grace_ms;
     /* Set once by cache_close (seq_cst), read by every call after its EBR enter;
      * the fence in nkc_ebr_enter pairs with nkc_ebr_synchronize in cache_close. */
     _Atomic int closing;

@@ -289,11 +289,15 @@ void nkc_tag_origin(const struct cache *c, nkc_entry_t *e, const struct nkc_orig
     tag(c, e, o, cap);
 }
 
-/* The L1 cap for a copy of an L2 entry with pttl ms left (-1: no expiry). */
+/* The L1 cap for a copy of an L2 entry with pttl ms left (-1: no expiry): what is
+ * left of its TTL, the grace not counted (at least 1 ms). */
 static uint64_t l2_copy_cap(const struct cache *c, int64_t pttl)
 {
     uint64_t cap = c->cfg.l1_ttl_ms;
-    return pttl >= 0 ? min_u64(cap, pttl > 0 ? (uint64_t)pttl : 1) : cap;
+    if (pttl < 0)
+        return cap;
+    uint64_t left = (uint64_t)pttl > c->l2_grace_ms ? (uint64_t)pttl - c->l2_grace_ms : 1;
+    return min_u64(cap, left);
 }
 
 /* A loader result that needs writing to Redis: whether it is a cacheable
@@ -360,7 +364,8 @@ static cache_err_t load_and_fill(struct cache *c, struct nkc_flight *f, uint64_t
     struct nkc_origin origin;
     cache_err_t err = nkc_l2ops_fill(&c->ops, key, klen, token, negative,
                                      negative ? NULL : nkc_entry_value(ld.e),
-                                     negative ? 0 : ld.e->vlen, l2_ttl, &filled, &origin);
+                                     negative ? 0 : ld.e->vlen, l2_ttl + c->l2_grace_ms, &filled,
+                                     &origin);
     return store_loaded(c, f, hash, key, klen, &ld, negative, l2_ttl, err, filled, &origin, out);
 }
 
@@ -383,7 +388,8 @@ static cache_err_t load_and_refill(struct cache *c, struct nkc_flight *f, uint64
     cache_err_t err = nkc_l2ops_refill(&c->ops, key, klen, token, lk->envelope,
                                        lk->envelope_len, negative,
                                        negative ? NULL : nkc_entry_value(ld.e),
-                                       negative ? 0 : ld.e->vlen, l2_ttl, &filled, &origin);
+                                       negative ? 0 : ld.e->vlen, l2_ttl + c->l2_grace_ms,
+                                       &filled, &origin);
     return store_loaded(c, f, hash, key, klen, &ld, negative, l2_ttl, err, filled, &origin, out);
 }
 
@@ -467,7 +473,7 @@ static cache_err_t after_lookup(struct cache *c, struct nkc_flight *f, uint64_t 
             res = load_direct(c, f, hash, key, klen, c->cfg.l1_ttl_ms, 1, pre, out);
             if (res == CACHE_OK)
                 nkc_l2ops_set(&c->ops, key, klen, cache_value_data(*out), (*out)->vlen,
-                              c->cfg.l2_ttl_ms, NULL);
+                              c->cfg.l2_ttl_ms + c->l2_grace_ms, NULL);
             break;
         }
         /* someone else's lease: wait for their fill, bounded */
@@ -664,13 +670,14 @@ cache_err_t nkc_load(struct cache *c, uint64_t hash, const void *key, size_t kle
 
 /* The Redis TTL left under which a refresh reloads the value instead of copying
  * it: the last refresh_ahead fraction of l2.ttl_ms, and at least three average
- * load times (times beta when XFetch is on), so the reload ends before expiry. */
+ * load times (times beta when XFetch is on), so the reload ends before expiry;
+ * plus the grace (l2_grace_ms) Redis keeps values past their TTL. */
 static uint64_t l2_refresh_ms(const struct cache *c)
 {
     double frac = c->cfg.refresh_ahead * (double)c->cfg.l2_ttl_ms;
     double beta = c->cfg.refresh_beta > 1 ? c->cfg.refresh_beta : 1;
     double loads = 3.0 * beta * (double)nkc_l1_load_ms(c->l1);
-    double ms = frac > loads ? frac : loads;
+    double ms = (frac > loads ? frac : loads) + (double)c->l2_grace_ms;
     return ms < 1 ? 1 : (uint64_t)ms;
 }
 

@@ -182,3 +182,35 @@ Test(redis_resilience, stale_if_error_when_redis_and_loader_fail)
     cache_value_release(v);
     cr_assert_eq(get_str(c1, "other", buf, sizeof(buf)), CACHE_ELOADER, "no stale copy: the error");
 }
+
+Test(redis_resilience, stale_while_revalidate_with_redis_keeps_the_value_in_its_window)
+{
+    cache_config_t *cfg = redis_config("swr:", &db);
+    cfg_set(cfg, "l1.ttl_ms", "1000");
+    cfg_set(cfg, "l2.ttl_ms", "1000");
+    cfg_set(cfg, "stale_while_revalidate_ms", "1000");
+    c1 = open_consuming(cfg);
+    char buf[64];
+    cr_assert_eq(get_str(c1, "k", buf, sizeof(buf)), CACHE_OK);
+    redisContext *r = raw_connect();
+    long long left = pttl(r, "swr:k");
+    cr_assert(left > 1500 && left <= 2000, "Redis keeps the value TTL + grace (%lld ms)", left);
+    atomic_store(&db.version, 1);
+    atomic_store(&db.delay_ms, 100);
+    usleep(1200 * 1000); /* past the TTL, inside the window: Redis still holds it */
+    cache_value_t *v = NULL;
+    cache_get_info_t info = {.struct_size = sizeof(info)};
+    int64_t t0 = nkc_now_ns();
+    cr_assert_eq(cache_get_ex(c1, "k", 1, &v, &info), CACHE_OK);
+    cr_assert_lt(ms_since(t0), 90.0, "served at once, not after the 100 ms load");
+    cr_assert_eq(info.stale, CACHE_STALE_REVALIDATING);
+    cr_assert(memcmp(cache_value_data(v), "v:k:0", 5) == 0);
+    cache_value_release(v);
+    wait_idle(c1);
+    cr_assert_eq(get_str(c1, "k", buf, sizeof(buf)), CACHE_OK);
+    cr_assert_str_eq(buf, "v:k:1");
+    left = pttl(r, "swr:k");
+    cr_assert(left > 1500, "the reload renewed the Redis TTL (%lld ms)", left);
+    redisFree(r);
+    cr_assert_eq(atomic_load(&db.calls), 2);
+}
