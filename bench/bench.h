@@ -13,7 +13,8 @@
 
 /* ---------------------------------------------------------------- modes */
 
-/* Each mode parses its own argv; argv[0] is the mode name. Returns an exit code. */
+/* Each mode parses its argv with nkb_opts_parse; argv[0] is the mode name. Returns
+ * an exit code. */
 int nkb_l1_main(int argc, char **argv);
 int nkb_memory_main(int argc, char **argv);
 /* Trace replay (bench/trace.c). */
@@ -21,7 +22,7 @@ int nkb_trace_main(int argc, char **argv);
 /* The Redis tier (bench/tiers.c, bench/l2.c; shared parts in bench/redis_base.c). */
 int nkb_tiers_main(int argc, char **argv);
 int nkb_l2_main(int argc, char **argv);
-/* Cross-process invalidation (bench/coherence.c): its own flags, see --help there. */
+/* Cross-process invalidation (bench/coherence.c). */
 int nkb_coherence_main(int argc, char **argv);
 /* Concurrent misses of cold keys (bench/stampede.c) and one hot key expiring under
  * load, refresh-ahead on and off (bench/hotkey.c); both on bench/redis_base.c. */
@@ -32,6 +33,13 @@ int nkb_hotkey_main(int argc, char **argv);
 
 #define NKB_MAX_POINTS 16   /* thread counts in one --threads list */
 #define NKB_MAX_THREADS 256 /* largest thread count in it */
+#define NKB_MAX_TRACES 64   /* --trace FILE given this many times at most */
+#define NKB_MAX_SIZES 16    /* cache sizes in one --sizes list */
+#define NKB_MAX_STRIPES 256 /* --stripes at most: trace keeps one policy per stripe */
+
+#ifndef NKB_TRACES_DIR /* CMake passes the one next to the source tree */
+#define NKB_TRACES_DIR "../shared/traces"
+#endif
 
 typedef enum nkb_dist { NKB_DIST_ZIPF, NKB_DIST_UNIFORM, NKB_DIST_HOTSPOT } nkb_dist_t;
 
@@ -45,7 +53,7 @@ typedef struct nkb_opts {
     double theta;         /* --theta, zipf skew in (0, 1) */
     double hot_fraction;  /* hotspot: this fraction of the keys ... */
     double hot_prob;      /* ... gets this fraction of the operations */
-    double read_ratio;    /* --read-ratio: the rest are writes (update, then delete) */
+    double read_ratio;    /* --read-ratio: the rest are writes (each mode says which) */
     size_t key_size;      /* --key-size: "key:" + zero-padded decimal */
     size_t value_size;    /* --value-size */
     uint64_t duration_ms; /* --duration-ms per measured point */
@@ -69,6 +77,15 @@ typedef struct nkb_opts {
     const char *redis_url;    /* --redis URL (tiers, l2); NULL: $NKC_REDIS_URL or a throwaway */
     uint64_t loader_us;       /* --loader-us: the simulated database's delay */
     const char *sqlite_path;  /* --loader sqlite:PATH: a real database instead */
+    /* trace only */
+    const char *trace_files[NKB_MAX_TRACES]; /* --trace, repeatable (argv's strings) */
+    size_t n_trace_files;                    /* 0: every *.keys.gz in traces_dir */
+    const char *traces_dir;                  /* --traces-dir */
+    unsigned sizes[NKB_MAX_SIZES];           /* --sizes, % of each trace's unique keys */
+    size_t n_sizes;
+    int trace_direct;     /* --direct: also replay src/policy.c on its own */
+    int trace_library;    /* cleared by --no-library (which implies --direct) */
+    unsigned stripes;     /* --stripes for --direct; 0: as the library chose */
 } nkb_opts_t;
 
 void nkb_opts_init(nkb_opts_t *o);
@@ -140,9 +157,10 @@ void nkb_csv_print(const json_t *doc);
  * with o->plot draws its rows. Takes doc's reference. Returns 0, or -1 when the
  * plot failed (message on stderr). */
 int nkb_output(const nkb_opts_t *o, json_t *doc);
-/* Draws o->plot from doc's rows: ops/s and p99 latency against threads, one line
- * per "impl" (gnuplot). Returns 0, or -1 after a message (no gnuplot: what to
- * install). */
+/* Draws o->plot from doc's rows (gnuplot). A trace document ("mode": "trace"):
+ * miss ratio against cache size, one panel per trace, one line per policy; any
+ * other: ops/s and p99 latency against threads, one line per "name" (else "impl").
+ * Returns 0, or -1 after a message (no gnuplot: what to install). */
 int nkb_plot(const nkb_opts_t *o, const json_t *doc);
 
 /* ---------------------------------------------------------------- keys */
@@ -217,7 +235,8 @@ typedef struct nkb_row {
     const char *impl;   /* "nakkucache get", "mutex map", "caffeine", ... */
     const char *key;    /* the same as a JSON-friendly identifier */
     unsigned threads;
-    uint64_t ops;       /* completed lookups, all threads */
+    uint64_t ops;       /* completed operations (lookups and writes), all threads */
+    uint64_t writes;    /* of which writes (--read-ratio < 1) */
     uint64_t misses;    /* lookups that found nothing (should be 0) */
     double ops_per_sec; /* sum over threads of ops / own elapsed time */
     uint64_t p50_ns, p90_ns, p99_ns, p999_ns, max_ns;

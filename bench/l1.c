@@ -1,7 +1,8 @@
 /*
  * Mode l1: lookup throughput and latency of a fully prefilled L1 (every lookup
  * should hit) through cache_get + cache_value_release and through cache_get_copy,
- * against the mutex-map baseline and Caffeine on the same keys, in the same run.
+ * against the mutex-map baseline and Caffeine on the same keys, in the same run;
+ * with --read-ratio < 1 some operations are writes (cache_set; the others' insert).
  * Each thread replays its own precomputed key sequence; a batch of BATCH lookups
  * is timed as a whole (two clock reads per batch, not per lookup).
  */
@@ -45,7 +46,7 @@ struct worker {
     pthread_barrier_t *start;
     atomic_int *stop; /* set by the main thread when the point's time is up */
     int impl;
-    uint64_t ops, misses, elapsed_ns, sink;
+    uint64_t ops, writes, misses, elapsed_ns, sink;
     nkb_hist_t hist;
 };
 
@@ -89,28 +90,60 @@ static inline int look_map(const struct world *w, const char *k, unsigned char *
 typedef int (*look_fn)(const struct world *w, const char *k, unsigned char *buf,
                        uint64_t *sink);
 
-/* The measured loop, inlined into one copy per implementation so the lookup is a
- * direct (inlinable) call. Stops on *stop (checked once a batch) or after o->ops. */
-static inline __attribute__((always_inline)) void run(struct worker *wk, look_fn look)
+/* One write (--read-ratio < 1): key k's value replaced by value_size bytes of buf,
+ * the first byte varied as the prefill does. Returns 1, or 0 when it failed. */
+static inline int write_lib(const struct world *w, uint32_t k, unsigned char *buf)
+{
+    buf[0] = (unsigned char)k;
+    return cache_set(w->cache, nkb_key(&w->keys, k), w->keys.klen, buf, w->o->value_size, 0) ==
+           CACHE_OK;
+}
+
+static inline int write_map(const struct world *w, uint32_t k, unsigned char *buf)
+{
+    buf[0] = (unsigned char)k;
+    return nkb_lockmap_put(w->map, nkb_key(&w->keys, k), w->keys.klen, buf,
+                           w->o->value_size) == 0;
+}
+
+typedef int (*write_fn)(const struct world *w, uint32_t k, unsigned char *buf);
+
+/* The measured loop, inlined into one copy per implementation (and per `writes`, a
+ * constant at each call: without writes the loop is the read-only one, no branch)
+ * so the lookup is a direct (inlinable) call. Stops on *stop (checked once a
+ * batch) or after o->ops. A failed write counts as a miss. */
+static inline __attribute__((always_inline)) void run(struct worker *wk, look_fn look,
+                                                      write_fn write, int writes)
 {
     const struct world *w = wk->w;
     const uint64_t limit = w->o->ops, mask = SEQ_LEN - 1;
     unsigned char buf[MAX_VALUE];
-    uint64_t i = 0, misses = 0, sink = 0, t0, begin;
+    uint64_t i = 0, misses = 0, n_writes = 0, sink = 0, t0, begin;
 
+    if (writes)
+        memset(buf, 'v', w->o->value_size); /* what the writes store */
     pthread_barrier_wait(wk->start);
     begin = t0 = nkb_now_ns();
     while (limit ? i < limit : !atomic_load_explicit(wk->stop, memory_order_relaxed)) {
         uint64_t t1;
 
-        for (unsigned j = 0; j < NKB_L1_BATCH; j++, i++)
-            misses += !look(w, nkb_key(&w->keys, wk->seq[i & mask]), buf, &sink);
+        for (unsigned j = 0; j < NKB_L1_BATCH; j++, i++) {
+            const uint32_t e = wk->seq[i & mask];
+
+            if (writes && (e & NKB_SEQ_WRITE)) {
+                misses += !write(w, NKB_SEQ_KEY(e), buf);
+                n_writes++;
+            } else {
+                misses += !look(w, nkb_key(&w->keys, e), buf, &sink);
+            }
+        }
         t1 = nkb_now_ns();
         nkb_hist_add(&wk->hist, (t1 - t0) / NKB_L1_BATCH, NKB_L1_BATCH);
         t0 = t1;
     }
     wk->elapsed_ns = t0 - begin;
     wk->ops = i;
+    wk->writes = n_writes;
     wk->misses = misses;
     wk->sink = sink;
 }
@@ -118,13 +151,14 @@ static inline __attribute__((always_inline)) void run(struct worker *wk, look_fn
 static void *thread_main(void *arg)
 {
     struct worker *wk = arg;
+    const int writes = wk->w->o->read_ratio < 1.0;
 
     if (wk->impl == NKB_L1_GET)
-        run(wk, look_get);
+        writes ? run(wk, look_get, write_lib, 1) : run(wk, look_get, write_lib, 0);
     else if (wk->impl == NKB_L1_GET_COPY)
-        run(wk, look_copy);
+        writes ? run(wk, look_copy, write_lib, 1) : run(wk, look_copy, write_lib, 0);
     else
-        run(wk, look_map);
+        writes ? run(wk, look_map, write_map, 1) : run(wk, look_map, write_map, 0);
     return NULL;
 }
 
@@ -143,6 +177,7 @@ static void sum_up(const struct worker *wk, unsigned n, nkb_row_t *row, nkb_hist
 
     for (unsigned t = 0; t < n; t++) {
         row->ops += wk[t].ops;
+        row->writes += wk[t].writes;
         row->misses += wk[t].misses;
         if (wk[t].elapsed_ns > 0)
             row->ops_per_sec += (double)wk[t].ops * 1e9 / (double)wk[t].elapsed_ns;

@@ -6,7 +6,8 @@
  * the value copied into a (soon evicted) L1 entry. The baseline is a plain hiredis
  * GET loop on the same keys over as many connections (one per thread; the library
  * gets l2.pool_size = threads). Keys are uniform by default: under zipf the hottest
- * key would keep being served by the one L1 entry.
+ * key would keep being served by the one L1 entry. With --read-ratio < 1 the
+ * other operations write: cache_set against a raw SET of the same bytes.
  */
 #include "redis_base.h"
 
@@ -37,11 +38,15 @@ static int setup(nkb_rworld_t *w)
 {
     struct l2 *t = (struct l2 *)w;
 
+    /* writes (--read-ratio) store the bytes the prefill did, so that either side
+     * reads what the other wrote: the library's envelope is 'V' + value */
     t->lib = (nkb_lib_setup_t){.redis = &w->redis, .prefix = w->prefix, .props = lib_props,
                                .n_props = sizeof lib_props / sizeof lib_props[0],
-                               .keys = &w->keys};
+                               .keys = &w->keys, .value_size = w->o.value_size,
+                               .write_set = 1};
     t->get = (nkb_aside_t){.redis = &w->redis, .keys = &w->keys, .prefix = w->prefix,
-                           .prefix_len = strlen(w->prefix)};
+                           .prefix_len = strlen(w->prefix), .ttl_ms = PREFILL_TTL_MS,
+                           .write_set = 1, .envelope = "V", .value_size = w->o.value_size};
     fprintf(stderr, "nakkucache-bench l2: writing %u keys to Redis\n", w->o.keys);
     return nkb_redis_prefill(w->admin, w->prefix, &w->keys, w->o.value_size, "V",
                              PREFILL_TTL_MS);
@@ -63,6 +68,9 @@ static void print_table(nkb_rworld_t *w)
     printf("l2: the library with L1 ~off (l1.max_bytes 64KiB, l1.max_entries 1; every key in "
            "Redis)\nvs a plain hiredis GET loop; one connection per thread on both sides "
            "(l2.pool_size = threads)\n");
+    if (w->o.read_ratio < 1.0)
+        printf("writes: %.0f %% of operations: cache_set (library) vs SET 'V' + value PX %d "
+               "(baseline)\n", 100.0 * (1.0 - w->o.read_ratio), PREFILL_TTL_MS);
     nkb_rprint_head(w);
     printf("ratios: library / hiredis GET at the same thread count (latency: > 1 is slower)\n\n");
     nkb_rprint_latency_head();

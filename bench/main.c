@@ -82,22 +82,28 @@ static int parse_u64(const char *arg, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
-static int set_threads(nkb_opts_t *o, const char *arg)
+/* A comma-separated list of 1 to cap unsigned numbers in [1, max] into out, its
+ * length into *n. Returns 0, or -1 (*n then means nothing). */
+static int parse_list(const char *arg, unsigned max, unsigned *out, size_t cap, size_t *n)
 {
     const char *p = arg;
 
-    o->n_points = 0;
+    *n = 0;
     while (*p != '\0') {
         char *end;
         unsigned long v = strtoul(p, &end, 10);
 
-        if (end == p || v == 0 || v > NKB_MAX_THREADS || o->n_points == NKB_MAX_POINTS ||
-            (*end != ',' && *end != '\0'))
+        if (end == p || v == 0 || v > max || *n == cap || (*end != ',' && *end != '\0'))
             return -1;
-        o->threads[o->n_points++] = (unsigned)v;
+        out[(*n)++] = (unsigned)v;
         p = *end == ',' ? end + 1 : end;
     }
-    return o->n_points > 0 ? 0 : -1;
+    return *n > 0 ? 0 : -1;
+}
+
+static int set_threads(nkb_opts_t *o, const char *arg)
+{
+    return parse_list(arg, NKB_MAX_THREADS, o->threads, NKB_MAX_POINTS, &o->n_points);
 }
 
 static int set_theta(nkb_opts_t *o, const char *arg)
@@ -181,11 +187,37 @@ static int set_loader(nkb_opts_t *o, const char *arg)
     return 0;
 }
 
+/* trace: --trace FILE, once per file. */
+static int add_trace_file(nkb_opts_t *o, const char *arg)
+{
+    if (o->n_trace_files == NKB_MAX_TRACES || arg[0] == '\0')
+        return -1;
+    o->trace_files[o->n_trace_files++] = arg;
+    return 0;
+}
+
+/* trace: --sizes 1,5,10,25, percentages in [1, 100]. */
+static int set_sizes(nkb_opts_t *o, const char *arg)
+{
+    return parse_list(arg, 100, o->sizes, NKB_MAX_SIZES, &o->n_sizes);
+}
+
+/* trace: --stripes N, a power of two, as L1 requires (it picks a stripe by hash bits). */
+static int set_stripes(nkb_opts_t *o, const char *arg)
+{
+    uint64_t v;
+
+    if (parse_u64(arg, 1, NKB_MAX_STRIPES, &v) != 0 || (v & (v - 1)) != 0)
+        return -1;
+    o->stripes = (unsigned)v;
+    return 0;
+}
+
 /* The modes that take a flag are listed in it; a flag listed twice has a different
  * default or meaning per mode. */
 #define REDIS_MODES "tiers l2 stampede hotkey"
 #define THREAD_MODES "l1 " REDIS_MODES
-#define ALL_MODES "l1 memory coherence " REDIS_MODES
+#define ALL_MODES "l1 memory trace coherence " REDIS_MODES
 
 static const flag_t flags[] = {
     {"threads", "N,N,...", CUSTOM_FLAG(set_threads), "l1 tiers l2",
@@ -207,9 +239,15 @@ static const flag_t flags[] = {
      "zipf[:theta] | uniform | hotspot[:fraction:probability] [uniform: with zipf the "
      "hottest key stays in the one-entry L1]"},
     {"theta", "X", CUSTOM_FLAG(set_theta), "l1 tiers l2", "zipf skew, 0 < X < 1 [0.99]"},
+    {"read-ratio", "R", CUSTOM_FLAG(set_read_ratio), "l1",
+     "fraction of operations that read, 0..1; a write is cache_set of the same key (the "
+     "mutex map and Caffeine: their own insert) [1]"},
     {"read-ratio", "R", CUSTOM_FLAG(set_read_ratio), "tiers",
      "fraction of operations that read, 0..1; a write updates the database (one query's "
      "delay), then cache_del (the baseline: DEL) [1]"},
+    {"read-ratio", "R", CUSTOM_FLAG(set_read_ratio), "l2",
+     "fraction of operations that read, 0..1; a write is cache_set (the baseline: a raw "
+     "SET of the same bytes) [1]"},
     {"key-size", "BYTES", UINT_FLAG(key_size, 5, 63), "l1 memory tiers l2 stampede hotkey",
      "\"key:\" + zero-padded index [12]"},
     {"value-size", "BYTES", UINT_FLAG(value_size, 1, 16384), "l1 memory tiers l2 stampede hotkey",
@@ -265,12 +303,28 @@ static const flag_t flags[] = {
      "the writer's pause between cache_set calls [5]"},
     {"short-ttl-ms", "MS", UINT_FLAG(short_ttl_ms, 1, 3600000), "coherence",
      "l1.ttl_ms of the baseline run (tracking off) [100]"},
+    {"trace", "FILE", CUSTOM_FLAG(add_trace_file), "trace",
+     "a gzip'd trace, one decimal key a line; repeatable, up to 64 [every *.keys.gz in "
+     "--traces-dir]"},
+    {"traces-dir", "DIR", STRING, FIELD(traces_dir), 0, 0, NULL, "trace",
+     "where the traces are [" NKB_TRACES_DIR "]"},
+    {"sizes", "PCT,PCT,...", CUSTOM_FLAG(set_sizes), "trace",
+     "cache sizes in % (1..100) of each trace's unique keys, up to 16 [1,5,10,25]"},
+    {"direct", NULL, BOOL_FLAG(SET, trace_direct), "trace",
+     "also replay src/policy.c directly (no library)"},
+    {"no-library", NULL, BOOL_FLAG(CLEAR, trace_library), "trace",
+     "skip the library (implies --direct)"},
+    {"stripes", "N", CUSTOM_FLAG(set_stripes), "trace",
+     "stripes for --direct, a power of two up to 256 [as the library chose, or 1]"},
     {"json", NULL, BOOL_FLAG(SET, json), ALL_MODES,
      "one JSON document (jansson) on stdout instead of tables"},
-    {"csv", NULL, BOOL_FLAG(SET, csv), THREAD_MODES " coherence",
+    {"csv", NULL, BOOL_FLAG(SET, csv), ALL_MODES,
      "the rows as CSV on stdout instead of tables"},
     {"plot", "PNG", STRING, FIELD(plot), 0, 0, NULL, THREAD_MODES,
      "also draw ops/s and p99 against threads into PNG (needs gnuplot)"},
+    {"plot", "PNG", STRING, FIELD(plot), 0, 0, NULL, "trace",
+     "also draw miss ratio against cache size, one panel per trace, into PNG (needs "
+     "gnuplot)"},
 };
 #define N_FLAGS (sizeof flags / sizeof flags[0])
 
@@ -330,6 +384,13 @@ void nkb_opts_init(nkb_opts_t *o)
     o->readers = 2;
     o->interval_ms = 5;
     o->short_ttl_ms = 100;
+    o->traces_dir = NKB_TRACES_DIR;
+    o->sizes[0] = 1;
+    o->sizes[1] = 5;
+    o->sizes[2] = 10;
+    o->sizes[3] = 25;
+    o->n_sizes = 4;
+    o->trace_library = 1;
 }
 
 unsigned nkb_opts_max_threads(const nkb_opts_t *o)
@@ -469,7 +530,7 @@ static void usage(void)
     printf("usage: nakkucache-bench [MODE [flags]]\n"
            "With no arguments, runs the default job: every mode marked * (with the flags shown).\n"
            "`nakkucache-bench MODE --help` lists a mode's flags with their defaults; unknown "
-           "flags and bad\nvalues exit 2. trace has its own flags (trace --help).\n\nmodes:\n");
+           "flags and bad\nvalues exit 2.\n\nmodes:\n");
     for (size_t i = 0; i < N_MODES; i++) {
         printf("  %-9s %s %s", modes[i].name, modes[i].default_job ? "*" : " ",
                modes[i].summary);

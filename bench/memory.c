@@ -180,6 +180,7 @@ int nkb_memory_main(int argc, char **argv)
 {
     nkb_opts_t o;
     nkb_memory_t m;
+    json_t *row;
     int rc;
 
     nkb_opts_init(&o);
@@ -188,14 +189,14 @@ int nkb_memory_main(int argc, char **argv)
         return rc < 0 ? 2 : 0;
     if (nkb_memory_measure(&o, &m) != 0)
         return 1;
-    if (o.json) {
-        json_t *doc = json_pack("{s:s, s:o}", "mode", "memory", "memory", nkb_memory_json(&m));
-
-        json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
-        printf("\n");
-        json_decref(doc);
-    } else {
+    if (!o.json && !o.csv) {
         nkb_memory_print(&m, &o);
+        return 0;
     }
-    return 0;
+    /* one CSV row per run, so that runs at several --keys concatenate into a table */
+    row = nkb_memory_json(&m);
+    json_object_set_new(row, "key_size", json_integer((json_int_t)o.key_size));
+    json_object_set_new(row, "value_size", json_integer((json_int_t)o.value_size));
+    return nkb_output(&o, json_pack("{s:s, s:o, s:[o]}", "mode", "memory", "memory",
+                                    nkb_memory_json(&m), "rows", row)) == 0 ? 0 : 1;
 }

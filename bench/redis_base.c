@@ -525,11 +525,19 @@ int nkb_redis_prefill(redisContext *c, const char *prefix, const nkb_keys_t *key
 
 /* ---------------------------------------------------------------- the two sides */
 
-/* A write: the database first, then the invalidation (the documented write path). */
+/* A write: the database first, then the invalidation (the documented write path);
+ * or, with write_set, cache_set of the key's value (what a write costs the cache). */
 static int lib_write(const nkb_lib_setup_t *lib, cache_t *c, uint32_t k)
 {
     const char *key = nkb_key(lib->keys, k);
+    unsigned char val[NKB_VALUE_MAX];
 
+    if (lib->write_set) {
+        nkb_db_value(key, lib->keys->klen, val, lib->value_size);
+        return cache_set(c, key, lib->keys->klen, val, lib->value_size, 0) == CACHE_OK
+                   ? NKB_SRC_WRITE
+                   : NKB_SRC_ERROR;
+    }
     if (nkb_db_update(lib->db, key, lib->keys->klen) != 0)
         return NKB_SRC_ERROR;
     return cache_del(c, key, lib->keys->klen) == CACHE_OK ? NKB_SRC_WRITE : NKB_SRC_ERROR;
@@ -663,28 +671,37 @@ int nkb_rmeasure_lib(const nkb_rrun_t *run, const nkb_lib_setup_t *lib, nkb_rrow
     return rc;
 }
 
+/* SET key val PX ttl_ms: returns ok on success, NKB_SRC_FATAL when the connection
+ * broke, NKB_SRC_ERROR on an error reply. */
+static int aside_set(const nkb_aside_t *a, redisContext *c, const char *key, size_t klen,
+                     const unsigned char *val, size_t vlen, int ok)
+{
+    char ttl[24];
+    const char *argv[] = {"SET", key, (const char *)val, "PX", ttl};
+    size_t lens[] = {3, klen, vlen, 2, 0};
+    redisReply *rep;
+    int status;
+
+    lens[4] = (size_t)snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)a->ttl_ms);
+    if ((rep = redisCommandArgv(c, 5, argv, lens)) == NULL)
+        return NKB_SRC_FATAL;
+    status = rep->type == REDIS_REPLY_STATUS;
+    freeReplyObject(rep);
+    return status ? ok : NKB_SRC_ERROR;
+}
+
 /* On a miss: the database, then SET with the TTL. */
 static int aside_fill(const nkb_aside_t *a, redisContext *c, uint32_t k, const char *key,
                       size_t klen)
 {
     unsigned char val[RVALUE_MAX];
-    char ttl[24];
-    const char *argv[] = {"SET", key, (const char *)val, "PX", ttl};
-    size_t lens[] = {3, klen, a->db->value_size, 2, 0};
-    redisReply *rep;
-    int ok;
 
     if (nkb_db_query(a->db, nkb_key(a->keys, k), a->keys->klen, val) != 0)
         return NKB_SRC_ERROR;
-    lens[4] = (size_t)snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)a->ttl_ms);
-    if ((rep = redisCommandArgv(c, 5, argv, lens)) == NULL)
-        return NKB_SRC_FATAL;
-    ok = rep->type == REDIS_REPLY_STATUS;
-    freeReplyObject(rep);
-    return ok ? NKB_SRC_LOADER : NKB_SRC_ERROR;
+    return aside_set(a, c, key, klen, val, a->db->value_size, NKB_SRC_LOADER);
 }
 
-/* A write: the database, then DEL. */
+/* A write: the database, then DEL; with write_set, a SET of the new value. */
 static int aside_write(const nkb_aside_t *a, redisContext *c, uint32_t k, const char *key,
                        size_t klen)
 {
@@ -692,6 +709,14 @@ static int aside_write(const nkb_aside_t *a, redisContext *c, uint32_t k, const 
     size_t lens[] = {3, klen};
     redisReply *rep;
 
+    if (a->write_set) {
+        unsigned char val[RVALUE_MAX];
+        size_t env = strlen(a->envelope);
+
+        memcpy(val, a->envelope, env);
+        nkb_db_value(nkb_key(a->keys, k), a->keys->klen, val + env, a->value_size);
+        return aside_set(a, c, key, klen, val, env + a->value_size, NKB_SRC_WRITE);
+    }
     if (nkb_db_update(a->db, nkb_key(a->keys, k), a->keys->klen) != 0)
         return NKB_SRC_ERROR;
     if ((rep = redisCommandArgv(c, 2, argv, lens)) == NULL)
@@ -832,6 +857,8 @@ void nkb_rprint_ratio(double r)
 {
     if (r < 0)
         printf(" %8s", "-");
+    else if (r > 0 && r < 0.01) /* two decimals would print 0.00x: keep 2 significant digits */
+        printf(" %7.2gx", r);
     else
         printf(" %7.2fx", r);
 }

@@ -145,7 +145,9 @@ typedef struct nkb_lib_setup {
     const nkb_keys_t *keys;
     nkb_db_t *db;                   /* updated by writes (NKB_SEQ_WRITE), or NULL */
     int prefill_l1;                 /* cache_set every key before the warm-up */
-    size_t value_size;              /* for prefill_l1 */
+    size_t value_size;              /* for prefill_l1 and write_set */
+    int write_set;                  /* a write is cache_set of the key's value (l2),
+                                       not a database update + cache_del */
 } nkb_lib_setup_t;
 
 /* Measures run into row (bench/rmeasure.c): the warm-up when asked for, then the
@@ -162,7 +164,8 @@ int nkb_rmeasure_lib(const nkb_rrun_t *run, const nkb_lib_setup_t *lib, nkb_rrow
 /* The baseline: plain hiredis, one connection per thread. GET prefix + key; a
  * string is a hit (NKB_SRC_L2). With db, a nil is a miss: query db, SET the value
  * PX ttl_ms (NKB_SRC_LOADER); without db a nil is an error. A write updates db,
- * then DELs. Without Redis (redis NULL) the same over map, a mutex map (no TTL). */
+ * then DELs; with write_set it SETs envelope + the key's value PX ttl_ms instead.
+ * Without Redis (redis NULL) the same over map, a mutex map (no TTL). */
 typedef struct nkb_aside {
     const nkb_redis_t *redis;
     nkb_lockmap_t *map;
@@ -171,6 +174,9 @@ typedef struct nkb_aside {
     size_t prefix_len;
     nkb_db_t *db;
     uint64_t ttl_ms;
+    int write_set;        /* with Redis only (l2) */
+    const char *envelope; /* for write_set: "" or "V" (docs/FORMAT.md) */
+    size_t value_size;    /* for write_set */
 } nkb_aside_t;
 
 /* Connects run->threads connections, measures the baseline into row, closes them. */

@@ -1,8 +1,8 @@
 /*
  * The l1 mode's output: an aligned table for people, or with --json / --csv one
- * JSON document (jansson) or its rows for machines (and --plot, bench/output.c). Every ratio compares rows measured at the same
- * thread count in the same run; a ratio whose denominator was not measured is
- * printed "-" (null in JSON).
+ * JSON document (jansson) or its rows for machines (and --plot, bench/output.c).
+ * Every ratio compares rows measured at the same thread count in the same run; a
+ * ratio whose denominator was not measured is printed "-" (null in JSON).
  */
 #include "l1.h"
 
@@ -64,7 +64,11 @@ static void print_table(const struct nkb_l1_report *rep)
 
     printf("l1: %u keys of %zu B (\"key:%%0%zuu\"), %zu B values, all prefilled; ", o->keys,
            o->key_size, o->key_size - 4, o->value_size);
-    printf("%s lookups; ", nkb_dist_name(o, dist, sizeof dist));
+    printf("%s %s; ", nkb_dist_name(o, dist, sizeof dist),
+           o->read_ratio < 1.0 ? "keys" : "lookups");
+    if (o->read_ratio < 1.0)
+        printf("%.0f %% of operations write (cache_set of the same key; the mutex map and "
+               "Caffeine: their own put); ", 100.0 * (1.0 - o->read_ratio));
     if (o->ops)
         printf("%llu lookups per thread per point", (unsigned long long)o->ops);
     else
@@ -101,9 +105,13 @@ static json_t *json_ratio(double r)
 
 static json_t *row_json(const struct nkb_l1_report *rep, size_t p, const nkb_row_t *r)
 {
-    return json_pack("{s:i, s:s, s:s, s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:o, s:o, s:o}",
+    /* the JVM does not count its writes */
+    json_t *writes = r == caffeine_row(rep, p) ? json_null() : json_integer((json_int_t)r->writes);
+
+    return json_pack("{s:i, s:s, s:s, s:I, s:o, s:I, s:f, s:I, s:I, s:I, s:I, s:o, s:o, s:o}",
                      "threads", (int)r->threads, "impl", r->key, "name", r->impl, "ops",
-                     (json_int_t)r->ops, "misses", (json_int_t)r->misses, "ops_per_sec",
+                     (json_int_t)r->ops, "writes", writes, "misses", (json_int_t)r->misses,
+                     "ops_per_sec",
                      r->ops_per_sec, "p50_ns", (json_int_t)r->p50_ns, "p90_ns",
                      (json_int_t)r->p90_ns, "p99_ns", (json_int_t)r->p99_ns, "p999_ns",
                      (json_int_t)r->p999_ns, "max_ns",
@@ -118,10 +126,10 @@ static json_t *workload_json(const struct nkb_l1_report *rep)
     const nkb_opts_t *o = rep->o;
     char dist[96];
 
-    return json_pack("{s:I, s:I, s:I, s:s, s:f, s:I, s:I, s:I, s:i, s:s, s:i}", "keys",
+    return json_pack("{s:I, s:I, s:I, s:s, s:f, s:f, s:I, s:I, s:I, s:i, s:s, s:i}", "keys",
                      (json_int_t)o->keys, "key_size", (json_int_t)o->key_size, "value_size",
                      (json_int_t)o->value_size, "dist", nkb_dist_name(o, dist, sizeof dist),
-                     "theta", o->theta,
+                     "theta", o->theta, "read_ratio", o->read_ratio,
                      "duration_ms", (json_int_t)(o->ops ? 0 : o->duration_ms),
                      "ops_per_thread", (json_int_t)o->ops, "seed", (json_int_t)o->seed, "repeat",
                      (int)o->repeat,

@@ -4,7 +4,8 @@
  * reference policies of refpolicy.c at cache sizes given as percentages of each
  * trace's unique keys, and checks the bar of docs/POLICY.md at every point: within
  * BAR_BEST of the best of LRU, S3-FIFO, SIEVE and W-TinyLFU, and never more than
- * BAR_LRU worse than LRU. Always exits 0 unless the flags are wrong.
+ * BAR_LRU worse than LRU. Flags come from the shared parser (main.c). Always exits
+ * 0 unless the flags are wrong.
  */
 #include "bench.h"
 #include "refpolicy.h"
@@ -41,22 +42,6 @@ uint32_t nkb_direct_node_charge(const struct nkc_pnode *n)
 
 #define BAR_BEST 0.02
 #define BAR_LRU 0.05
-#define MAX_SIZES 16
-#define MAX_STRIPES 256
-
-#ifndef NKB_TRACES_DIR
-#define NKB_TRACES_DIR "../shared/traces"
-#endif
-
-struct trace_opts {
-    const char **files; /* --trace, repeatable; else every *.keys.gz in dir */
-    size_t n_files;
-    const char *dir;
-    unsigned sizes[MAX_SIZES]; /* percent of unique keys */
-    size_t n_sizes;
-    int json, direct, library;
-    unsigned stripes; /* --stripes for --direct; 0 = as the library chose */
-};
 
 /* Every miss ratio of one (trace, size) point; < 0 when not measured. */
 struct point {
@@ -288,7 +273,7 @@ static void direct_fill(struct dmap *m, struct nkc_policy *p, uint64_t key, uint
  * budget by hash as L1 does. */
 static double run_direct(const uint64_t *keys, size_t n, uint64_t entries, unsigned stripes)
 {
-    struct nkc_policy *p[MAX_STRIPES];
+    struct nkc_policy *p[NKB_MAX_STRIPES];
     struct dmap m = {NULL, 0};
     uint64_t misses = 0, per = entries / stripes ? entries / stripes : 1;
     unsigned made = 0;
@@ -339,15 +324,15 @@ static double run_ref(nkb_ref_kind_t kind, const uint64_t *keys, size_t n, uint6
     return (double)misses / (double)n;
 }
 
-static void measure(struct point *pt, const struct trace_opts *o, const uint64_t *keys, size_t n)
+static void measure(struct point *pt, const nkb_opts_t *o, const uint64_t *keys, size_t n)
 {
     pt->lib = pt->direct = -1;
     pt->stripes = o->stripes;
-    if (o->library)
+    if (o->trace_library)
         pt->lib = run_library(keys, n, pt->entries, &pt->stripes);
     if (pt->stripes == 0)
         pt->stripes = 1;
-    if (o->direct)
+    if (o->trace_direct)
         pt->direct = run_direct(keys, n, pt->entries, pt->stripes);
     pt->best = 2;
     for (int k = 0; k < NKB_REF_COUNT; k++) {
@@ -360,7 +345,7 @@ static void measure(struct point *pt, const struct trace_opts *o, const uint64_t
     pt->within_lru = pt->subject >= 0 && pt->subject <= pt->ref[NKB_REF_LRU] + BAR_LRU;
 }
 
-/* ---------------------------------------------------------------- output */
+/* ---------------------------------------------------------------- the table */
 
 static void print_ratio(double r)
 {
@@ -370,24 +355,24 @@ static void print_ratio(double r)
         printf(" %9.4f", r);
 }
 
-static void print_header(const struct trace_opts *o)
+static void print_header(const nkb_opts_t *o)
 {
     printf("%-22s %4s %7s", "trace", "size", "entries");
-    if (o->library)
+    if (o->trace_library)
         printf(" %9s", "nakkucache");
-    if (o->direct)
+    if (o->trace_direct)
         printf(" %9s", "direct");
     for (int k = 0; k < NKB_REF_COUNT; k++)
         printf(" %9s", nkb_ref_name((nkb_ref_kind_t)k));
     printf("  bar\n");
 }
 
-static void print_point(const struct point *pt, const struct trace_opts *o)
+static void print_point(const struct point *pt, const nkb_opts_t *o)
 {
     printf("%-22.22s %3u%% %7llu", pt->trace, pt->pct, (unsigned long long)pt->entries);
-    if (o->library)
+    if (o->trace_library)
         print_ratio(pt->lib);
-    if (o->direct)
+    if (o->trace_direct)
         print_ratio(pt->direct);
     for (int k = 0; k < NKB_REF_COUNT; k++)
         print_ratio(pt->ref[k]);
@@ -398,11 +383,15 @@ static void print_point(const struct point *pt, const struct trace_opts *o)
                pt->subject - pt->ref[NKB_REF_LRU]);
 }
 
+/* ---------------------------------------------------------------- JSON and CSV */
+
 static json_t *ratio_json(double r)
 {
     return r < 0 ? json_null() : json_real(r);
 }
 
+/* The point as one object, every policy's ratio nested (the "points" array, which
+ * predates "rows" and is kept for the readers of the older JSON). */
 static json_t *point_json(const struct point *pt)
 {
     json_t *mr = json_object();
@@ -417,6 +406,45 @@ static json_t *point_json(const struct point *pt)
                      "miss_ratio", mr, "best_of_4", pt->best,
                      "within_best", pt->within_best, "within_lru", pt->within_lru,
                      "bar_met", pt->within_best && pt->within_lru);
+}
+
+/* a - b when both were measured, else null. */
+static json_t *delta_json(double a, double b)
+{
+    return a < 0 || b < 0 ? json_null() : json_real(a - b);
+}
+
+/* One row of one policy at the point: its miss ratio and its distance to LRU and to
+ * the best reference (> 0: more misses). The bar's verdict rides on the subject's
+ * row only, where it belongs. */
+static json_t *policy_row(const struct point *pt, const char *policy, const char *name,
+                          double ratio, int subject)
+{
+    json_t *row = json_pack("{s:s, s:i, s:I, s:I, s:I, s:i, s:s, s:s, s:o, s:o, s:o}",
+                            "trace", pt->trace, "size_pct", (int)pt->pct,
+                            "entries", (json_int_t)pt->entries,
+                            "requests", (json_int_t)pt->requests,
+                            "unique_keys", (json_int_t)pt->unique,
+                            "stripes", (int)pt->stripes, "policy", policy, "name", name,
+                            "miss_ratio", ratio_json(ratio),
+                            "vs_lru", delta_json(ratio, pt->ref[NKB_REF_LRU]),
+                            "vs_best", delta_json(ratio, pt->best < 2 ? pt->best : -1));
+    if (row != NULL && subject)
+        json_object_set_new(row, "bar_met", json_boolean(pt->within_best && pt->within_lru));
+    return row;
+}
+
+/* Appends the point's rows: the library, the direct replay, then the references. */
+static void append_rows(json_t *rows, const struct point *pt, const nkb_opts_t *o)
+{
+    if (o->trace_library)
+        json_array_append_new(rows, policy_row(pt, "nakkucache", "nakkucache", pt->lib, 1));
+    if (o->trace_direct)
+        json_array_append_new(rows, policy_row(pt, "direct", "policy.c direct", pt->direct,
+                                               !o->trace_library));
+    for (int k = 0; k < NKB_REF_COUNT; k++)
+        json_array_append_new(rows, policy_row(pt, nkb_ref_key((nkb_ref_kind_t)k),
+                                               nkb_ref_name((nkb_ref_kind_t)k), pt->ref[k], 0));
 }
 
 /* ---------------------------------------------------------------- driver */
@@ -450,9 +478,20 @@ static void tally_add(struct tally *t, const struct point *pt)
     }
 }
 
-/* Replays one trace at every size; appends to points (JSON) or prints rows. */
-static void run_trace(const char *path, const struct trace_opts *o, json_t *points,
-                      struct tally *t)
+/* What one run collects: the table is printed as it goes; points and rows are
+ * kept for --json, --csv and --plot (NULL without them). */
+struct collect {
+    json_t *points, *rows;
+    struct tally t;
+};
+
+static int table_wanted(const nkb_opts_t *o)
+{
+    return !o->json && !o->csv;
+}
+
+/* Replays one trace at every size. */
+static void run_trace(const char *path, const nkb_opts_t *o, struct collect *c)
 {
     size_t n;
     char name[256];
@@ -464,161 +503,97 @@ static void run_trace(const char *path, const struct trace_opts *o, json_t *poin
         struct point pt = {.trace = short_name(path, name, sizeof name), .pct = o->sizes[s],
                            .requests = n, .unique = unique};
         pt.entries = unique * o->sizes[s] / 100 ? unique * o->sizes[s] / 100 : 1;
+        nkb_progress("trace", "%s at %u%% (%llu entries)", pt.trace, pt.pct,
+                     (unsigned long long)pt.entries);
         measure(&pt, o, keys, n);
-        tally_add(t, &pt);
-        if (points)
-            json_array_append_new(points, point_json(&pt));
-        else
+        nkb_progress_done();
+        tally_add(&c->t, &pt);
+        if (c->points != NULL) {
+            json_array_append_new(c->points, point_json(&pt));
+            append_rows(c->rows, &pt, o);
+        }
+        if (table_wanted(o))
             print_point(&pt, o);
         fflush(stdout);
     }
     free(keys);
 }
 
-static void print_summary(const struct tally *t, const struct trace_opts *o, json_t *points)
+static void print_summary(const struct tally *t, const nkb_opts_t *o)
 {
-    double pct = t->points ? 100.0 * t->met / t->points : 0;
-    if (!points && t->points == 0) {
+    if (t->points == 0) {
         printf("bar met on 0/0 points: no trace was read\n");
         return;
     }
-    if (!points) {
-        printf("bar met on %u/%u points (%.1f%%); worst vs LRU %+.4f (%s); subject: %s\n",
-               t->met, t->points, pct, t->worst_vs_lru, t->worst_at,
-               o->library ? "the library" : "src/policy.c direct");
-        return;
-    }
-    json_t *root = json_pack("{s:o, s:{s:i, s:i, s:f, s:f, s:s, s:s}, s:{s:f, s:f}}",
-                             "points", json_incref(points), "summary", "met", (int)t->met,
-                             "points", (int)t->points, "percent", pct,
-                             "worst_vs_lru", t->worst_vs_lru, "worst_at", t->worst_at,
-                             "subject", o->library ? "nakkucache" : "direct", "bar",
-                             "within_best", BAR_BEST, "within_lru", BAR_LRU);
-    char *text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
-    if (text)
-        printf("%s\n", text);
-    free(text);
-    json_decref(root);
+    printf("bar met on %u/%u points (%.1f%%); worst vs LRU %+.4f (%s); subject: %s\n", t->met,
+           t->points, 100.0 * t->met / t->points, t->worst_vs_lru, t->worst_at,
+           o->trace_library ? "the library" : "src/policy.c direct");
 }
 
-/* ---------------------------------------------------------------- flags */
-
-static void usage(void)
+/* The run as one document: "rows" (one per trace x size x policy) for --csv and
+ * --plot; "points" and "summary" as the JSON always had them. Takes c's arrays. */
+static json_t *trace_doc(const struct collect *c, const nkb_opts_t *o)
 {
-    printf("usage: nakkucache-bench trace [flags]\n"
-           "  --trace FILE       a gzip'd trace, one decimal key a line (repeatable;\n"
-           "                     default: every *.keys.gz in the traces directory)\n"
-           "  --traces-dir DIR   default %s\n"
-           "  --sizes LIST       cache sizes in %% of each trace's unique keys (1,5,10,25)\n"
-           "  --json             one JSON document instead of the table\n"
-           "  --direct           also replay src/policy.c directly (no library)\n"
-           "  --no-library       skip the library (implies --direct)\n"
-           "  --stripes N        stripes for --direct (default: as the library chose, or 1)\n",
-           NKB_TRACES_DIR);
+    const struct tally *t = &c->t;
+    json_t *sizes = json_array();
+
+    for (size_t i = 0; i < o->n_sizes; i++)
+        json_array_append_new(sizes, json_integer(o->sizes[i]));
+    return json_pack("{s:s, s:{s:s, s:o, s:b, s:b, s:i}, s:o, s:{s:i, s:i, s:f, s:f, s:s, s:s},"
+                     " s:{s:f, s:f}, s:o}",
+                     "mode", "trace", "workload", "traces_dir", o->traces_dir, "size_pcts", sizes,
+                     "library", o->trace_library, "direct", o->trace_direct,
+                     "stripes", (int)o->stripes, "points", c->points,
+                     "summary", "met", (int)t->met, "points", (int)t->points,
+                     "percent", t->points ? 100.0 * t->met / t->points : 0.0,
+                     "worst_vs_lru", t->worst_vs_lru, "worst_at", t->worst_at,
+                     "subject", o->trace_library ? "nakkucache" : "direct",
+                     "bar", "within_best", BAR_BEST, "within_lru", BAR_LRU, "rows", c->rows);
 }
 
-static int parse_sizes(struct trace_opts *o, const char *arg)
+/* The traces to replay: --trace's, else every *.keys.gz in --traces-dir (*found,
+ * to free). NULL after a message when there are none. */
+static const char *const *trace_list(const nkb_opts_t *o, char ***found, size_t *n)
 {
-    o->n_sizes = 0;
-    for (const char *s = arg; *s;) {
-        char *end;
-        unsigned long v = strtoul(s, &end, 10);
-        if (end == s || v == 0 || v > 100 || o->n_sizes == MAX_SIZES || (*end && *end != ','))
-            return -1;
-        o->sizes[o->n_sizes++] = (unsigned)v;
-        s = *end ? end + 1 : end;
-    }
-    return o->n_sizes ? 0 : -1;
-}
-
-static int parse_stripes(struct trace_opts *o, const char *arg)
-{
-    char *end;
-    unsigned long v = strtoul(arg, &end, 10);
-    if (*end || v == 0 || v > MAX_STRIPES || (v & (v - 1)))
-        return -1;
-    o->stripes = (unsigned)v;
-    return 0;
-}
-
-/* A flag that takes a value; returns 0, or -1 after an error message. */
-static int parse_valued(struct trace_opts *o, const char *f, const char *arg)
-{
-    if (!strcmp(f, "--trace")) {
-        o->files[o->n_files++] = arg;
-    } else if (!strcmp(f, "--traces-dir")) {
-        o->dir = arg;
-    } else if (!strcmp(f, "--sizes")) {
-        if (parse_sizes(o, arg) != 0) {
-            fprintf(stderr, "trace: bad --sizes %s (percentages 1..100, comma-separated)\n", arg);
-            return -1;
-        }
-    } else if (parse_stripes(o, arg) != 0) {
-        fprintf(stderr, "trace: --stripes takes a power of two up to %d\n", MAX_STRIPES);
-        return -1;
-    }
-    return 0;
-}
-
-/* argv[*i] and, for a flag with a value, argv[*i + 1] (then *i moves past it).
- * Returns 0 to run, 1 after --help, -1 after an error message. */
-static int parse_flag(struct trace_opts *o, int argc, char **argv, int *i)
-{
-    static const char *const valued[] = {"--trace", "--traces-dir", "--sizes", "--stripes"};
-    const char *f = argv[*i];
-    for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) {
-        if (strcmp(f, valued[k]) != 0)
-            continue;
-        if (++*i >= argc) {
-            fprintf(stderr, "trace: %s needs a value\n", f);
-            return -1;
-        }
-        return parse_valued(o, f, argv[*i]);
-    }
-    if (!strcmp(f, "--json")) {
-        o->json = 1;
-    } else if (!strcmp(f, "--direct")) {
-        o->direct = 1;
-    } else if (!strcmp(f, "--no-library")) {
-        o->library = 0;
-        o->direct = 1;
-    } else if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-        usage();
-        return 1;
-    } else {
-        fprintf(stderr, "trace: unknown flag %s (try --help)\n", f);
-        return -1;
-    }
-    return 0;
+    *found = NULL;
+    *n = o->n_trace_files;
+    if (o->n_trace_files > 0)
+        return o->trace_files;
+    *found = list_traces(o->traces_dir, n);
+    if (*n == 0)
+        fprintf(stderr, "trace: no *.keys.gz in %s (use --traces-dir or --trace)\n",
+                o->traces_dir);
+    return (const char *const *)*found;
 }
 
 int nkb_trace_main(int argc, char **argv)
 {
-    struct trace_opts o = {.dir = NKB_TRACES_DIR, .sizes = {1, 5, 10, 25}, .n_sizes = 4,
-                           .library = 1};
-    o.files = calloc((size_t)argc + 1, sizeof *o.files);
-    int rc = o.files ? 0 : -1;
-    for (int i = 1; i < argc && rc == 0; i++)
-        rc = parse_flag(&o, argc, argv, &i);
-    char **found = NULL;
-    size_t n_found = 0;
-    if (rc == 0 && o.n_files == 0) {
-        found = list_traces(o.dir, &n_found);
-        if (n_found == 0)
-            fprintf(stderr, "trace: no *.keys.gz in %s (use --traces-dir or --trace)\n", o.dir);
-    }
-    json_t *points = rc == 0 && o.json ? json_array() : NULL;
-    struct tally t = {0, 0, 0, ""};
-    if (rc == 0 && !o.json)
+    nkb_opts_t o;
+    char **found;
+    size_t n;
+    int rc;
+
+    nkb_opts_init(&o);
+    rc = nkb_opts_parse(&o, argc, argv);
+    if (rc != 0)
+        return rc < 0 ? 2 : 0;
+    if (!o.trace_library)
+        o.trace_direct = 1; /* something must be measured against the references */
+    const char *const *files = trace_list(&o, &found, &n);
+    int want_doc = o.json || o.csv || o.plot != NULL;
+    struct collect c = {want_doc ? json_array() : NULL, want_doc ? json_array() : NULL,
+                        {0, 0, 0, ""}};
+    if (table_wanted(&o))
         print_header(&o);
-    for (size_t i = 0; rc == 0 && i < (o.n_files ? o.n_files : n_found); i++)
-        run_trace(o.n_files ? o.files[i] : found[i], &o, points, &t);
-    if (rc == 0)
-        print_summary(&t, &o, points);
-    json_decref(points);
-    for (size_t i = 0; i < n_found; i++)
+    for (size_t i = 0; i < n; i++)
+        run_trace(files[i], &o, &c);
+    if (table_wanted(&o))
+        print_summary(&c.t, &o);
+    fflush(stdout);
+    if (want_doc)
+        rc = nkb_output(&o, trace_doc(&c, &o));
+    for (size_t i = 0; found != NULL && i < n; i++)
         free(found[i]);
     free(found);
-    free(o.files);
-    return rc < 0 ? 2 : 0;
+    return rc != 0 ? 1 : 0;
 }

@@ -11,7 +11,8 @@
  * prints "CAFFEINE_MEMORY heap_per_entry=X" (JVM heap per entry beyond key + value
  * bytes), warms the JIT up, prints "CAFFEINE_READY", then for each "measure N" line
  * on stdin measures getIfPresent at N threads exactly as the C loop does (batches
- * of 64 lookups, each batch timed) and prints "CAFFEINE threads=N ops=... misses=...
+ * of 64 lookups, each batch timed; a sequence entry with the sign bit set, from
+ * --read-ratio, is a put of a new value instead) and prints "CAFFEINE threads=N ops=... misses=...
  * ops_per_sec=... p50_ns=... p99_ns=... p999_ns=... p90_ns=...". It exits at end of
  * input.
  */
@@ -180,7 +181,14 @@ public final class CaffeineBench {
         long t0 = System.nanoTime(), begin = t0;
         while (ops > 0 ? i < ops : !stop) {
             for (int j = 0; j < BATCH; j++) {
-                byte[] v = c.getIfPresent(k[seq[(int) (i++ & mask)]]);
+                int e = seq[(int) (i++ & mask)];
+                if (e < 0) { /* NKB_SEQ_WRITE, the sign bit: put a new value, as cache_set copies one */
+                    byte[] w = new byte[valueSize];
+                    w[0] = (byte) (e & 0x7fffffff);
+                    c.put(k[e & 0x7fffffff], w);
+                    continue;
+                }
+                byte[] v = c.getIfPresent(k[e]);
                 if (v == null)
                     misses++;
                 else
