@@ -30,10 +30,6 @@ const char *cache_strerror(cache_err_t err)
 
 /* ---- call bracketing (see struct cache) ---- */
 
-#define call_begin nkc_call_begin
-#define slow_begin nkc_slow_begin
-#define slow_end nkc_slow_end
-
 static cache_err_t check_key(const struct cache *c, const void *key, size_t klen)
 {
     if (!key || klen == 0)
@@ -41,14 +37,14 @@ static cache_err_t check_key(const struct cache *c, const void *key, size_t klen
     return klen > c->cfg.max_key_bytes ? CACHE_ETOOBIG : CACHE_OK;
 }
 
-/* The start of every single-key call: the key's checks, then call_begin. On
- * CACHE_OK the caller is inside the EBR section call_begin opened. */
+/* The start of every single-key call: the key's checks, then nkc_call_begin. On
+ * CACHE_OK the caller is inside the EBR section nkc_call_begin opened. */
 static cache_err_t begin_keyed(struct cache *c, const void *key, size_t klen)
 {
     cache_err_t err = check_key(c, key, klen);
     if (err != CACHE_OK)
         return err;
-    return call_begin(c) != 0 ? CACHE_ECLOSED : CACHE_OK;
+    return nkc_call_begin(c) != 0 ? CACHE_ECLOSED : CACHE_OK;
 }
 
 /* ---- Redis, tracking, replaying failed deletes ---- */
@@ -150,7 +146,7 @@ static void replay_deletes(struct cache *c)
     }
 }
 
-/* cache_get's body, inside call_begin: the fast path, then the slow one. */
+/* cache_get's body, inside nkc_call_begin: the fast path, then the slow one. */
 static cache_err_t get_ref(struct cache *c, const void *key, size_t klen, nkc_entry_t **out,
                            struct nkc_answer *ans)
 {
@@ -158,10 +154,10 @@ static cache_err_t get_ref(struct cache *c, const void *key, size_t klen, nkc_en
     nkc_entry_t *e;
     int refresh;
     if (nkc_l1_get(c->l1, hash, key, klen, nkc_cache_now_ms(c), &e, &refresh) == NKC_L1_HIT) {
+        if (refresh) /* inside the EBR section: cache_close cannot free c meanwhile */
+            nkc_schedule_refresh(c, hash, key, klen);
         nkc_ebr_exit();
         nkc_stat_add(c->stats, NKC_C_L1_HITS, 1);
-        if (refresh)
-            nkc_schedule_refresh(c, hash, key, klen);
         ans->tier = CACHE_TIER_L1;
         if (nkc_entry_negative(e)) {
             nkc_stat_add(c->stats, NKC_C_NEGATIVE_HITS, 1);
@@ -171,10 +167,10 @@ static cache_err_t get_ref(struct cache *c, const void *key, size_t klen, nkc_en
         *out = e;
         return CACHE_OK;
     }
-    slow_begin(c);
+    nkc_slow_begin(c);
     nkc_stat_add(c->stats, NKC_C_L1_MISSES, 1);
     cache_err_t err = nkc_load(c, hash, key, klen, out, ans);
-    slow_end(c);
+    nkc_slow_end(c);
     return err;
 }
 
@@ -254,10 +250,10 @@ cache_err_t cache_get_copy(cache_t *c, const void *key, size_t klen, void *buf, 
     int negative = 0, refresh;
     if (nkc_l1_get_copy(c->l1, hash, key, klen, nkc_cache_now_ms(c), buf, cap, len, &negative,
                         &refresh) == NKC_L1_HIT) {
+        if (refresh) /* inside the EBR section, as in get_ref */
+            nkc_schedule_refresh(c, hash, key, klen);
         nkc_ebr_exit();
         nkc_stat_add(c->stats, NKC_C_L1_HITS, 1);
-        if (refresh)
-            nkc_schedule_refresh(c, hash, key, klen);
         if (negative) {
             nkc_stat_add(c->stats, NKC_C_NEGATIVE_HITS, 1);
             *len = 0;
@@ -265,12 +261,12 @@ cache_err_t cache_get_copy(cache_t *c, const void *key, size_t klen, void *buf, 
         }
         return *len > cap ? CACHE_ETOOBIG : CACHE_OK;
     }
-    slow_begin(c);
+    nkc_slow_begin(c);
     nkc_stat_add(c->stats, NKC_C_L1_MISSES, 1);
     nkc_entry_t *e;
     struct nkc_answer ans;
     err = nkc_load(c, hash, key, klen, &e, &ans);
-    slow_end(c);
+    nkc_slow_end(c);
     if (err != CACHE_OK)
         return err;
     err = copy_out(cache_value_data(e), e->vlen, buf, cap, len);
@@ -285,7 +281,7 @@ static uint64_t l2_ttl(const struct cache *c, uint64_t ttl_ms)
     return nkc_jitter_ttl(c, base, base + (uint64_t)((double)base * c->cfg.ttl_jitter));
 }
 
-/* cache_set's body, past validation and call_begin. */
+/* cache_set's body, past validation and nkc_call_begin. */
 static cache_err_t set_value(struct cache *c, const void *key, size_t klen, const void *val,
                              size_t vlen, uint64_t ttl_ms)
 {
@@ -335,11 +331,11 @@ cache_err_t cache_set(cache_t *c, const void *key, size_t klen, const void *val,
         return err;
     if (vlen > c->cfg.max_value_bytes || (c->l2 && vlen > c->cfg.l2_max_value_bytes))
         return CACHE_ETOOBIG;
-    if (call_begin(c) != 0)
+    if (nkc_call_begin(c) != 0)
         return CACHE_ECLOSED;
-    slow_begin(c);
+    nkc_slow_begin(c);
     err = set_value(c, key, klen, val, vlen, ttl_ms);
-    slow_end(c);
+    nkc_slow_end(c);
     return err;
 }
 
@@ -350,13 +346,13 @@ cache_err_t cache_del(cache_t *c, const void *key, size_t klen)
     cache_err_t err = begin_keyed(c, key, klen);
     if (err != CACHE_OK)
         return err;
-    slow_begin(c);
+    nkc_slow_begin(c);
     if (c->l2 && (err = nkc_l2ops_del(&c->ops, key, klen)) != CACHE_OK)
         retry_later(c, key, klen);
     /* the local copy goes whatever Redis said, and loads in flight are overtaken */
     nkc_l1_remove(c->l1, nkc_l1_hash(c->l1, key, klen), key, klen);
     nkc_stat_add(c->stats, err == CACHE_OK ? NKC_C_DELS : NKC_C_WRITE_FAILURES, 1);
-    slow_end(c);
+    nkc_slow_end(c);
     return err;
 }
 
@@ -410,12 +406,12 @@ cache_err_t cache_mget(cache_t *c, size_t n, const void *const *keys, const size
         err = CACHE_ENOMEM;
         goto out;
     }
-    if (call_begin(c) != 0) {
+    if (nkc_call_begin(c) != 0) {
         err = CACHE_ECLOSED;
         goto out;
     }
     size_t m = mget_l1(c, n, keys, klens, out, status, hashes, miss);
-    slow_begin(c);
+    nkc_slow_begin(c);
     for (size_t k = 0; k < m; k++) {
         mkeys[k] = keys[miss[k]];
         mklens[k] = klens[miss[k]];
@@ -426,7 +422,7 @@ cache_err_t cache_mget(cache_t *c, size_t n, const void *const *keys, const size
         out[miss[k]] = mout[k];
         status[miss[k]] = mstatus[k];
     }
-    slow_end(c);
+    nkc_slow_end(c);
 out:
     free(hashes);
     free(miss);

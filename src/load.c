@@ -157,15 +157,19 @@ static void call_loader_many(struct cache *c, size_t n, const void *const *keys,
         sinkp = calloc(n, sizeof(*sinkp));
         status = calloc(n, sizeof(*status));
     }
-    if (!sinks || !sinkp || !status) { /* no batch loader (or no memory): one by one */
+    if (!sinks || !sinkp || !status) {
+        /* no batch loader, or no memory for a batch: key by key through the per-key
+         * loader (call_loader with only a batch loader would come back here) */
         free(sinks);
         free(sinkp);
         free(status);
-        for (size_t i = 0; i < n; i++)
-            if (c->cfg.loader || c->cfg.batch_loader == NULL)
+        int per_key = c->cfg.loader || !c->cfg.batch_loader;
+        for (size_t i = 0; i < n; i++) {
+            if (per_key)
                 call_loader(c, keys[i], klens[i], &out[i]);
             else
                 out[i] = (struct loaded){.st = CACHE_ENOMEM};
+        }
         return;
     }
     cache_err_t gate = gate_enter(c);
